@@ -1,0 +1,146 @@
+"""The `orch` command line: a thin shell over the packages. Errors are one line, exit codes per
+the contract (0 ok, 1 job failed, 2 bad input, 3 environment), tracebacks only with --debug."""
+
+from __future__ import annotations
+
+import enum
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+
+from orchestrator.errors import EXIT_BAD_INPUT, OrchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Where should this run, and how long will it take?")
+profile_app = typer.Typer(invoke_without_command=True, help="Discover and measure this machine; show saved profiles.")
+app.add_typer(profile_app, name="profile")
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+DEBUG = False
+
+
+class Format(str, enum.Enum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
+
+
+def _print_profile(profile, fmt: Format) -> None:
+    from orchestrator.profile import render
+
+    if fmt is Format.json:
+        print(render.as_json(profile))
+    elif fmt is Format.yaml:
+        print(render.as_yaml(profile), end="")
+    else:
+        render.print_table(profile, stdout)
+
+
+def measure_profile(quick: bool):
+    """Profile this machine with a progress bar on a terminal (stderr)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from orchestrator.hardware.profiler import profile_machine
+
+    if not stderr.is_terminal:
+        return profile_machine(quick=quick)
+    with Progress(TextColumn("[bold]profiling[/bold] {task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=stderr, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(label: str, done: int, total: int) -> None:
+            bar.update(task, description=label, completed=done, total=total)
+
+        return profile_machine(quick=quick, progress=progress)
+
+
+@profile_app.callback()
+def profile(
+    ctx: typer.Context,
+    quick: Annotated[bool, typer.Option("--quick", help="small sizes, under 30 s")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="where to save (default: the profile store)")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Discover CPU, memory and GPUs, run the microbenchmarks, save and print the profile."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from orchestrator.profile import store
+
+    result = measure_profile(quick)
+    path = store.save(result, output)
+    if DEBUG and result.system.gpu_discovery_note:
+        stderr.print(f"gpus: {result.system.gpu_discovery_note}")
+    stderr.print(f"saved {path}")
+    _print_profile(result, fmt)
+
+
+@profile_app.command("show")
+def profile_show(name: Annotated[str, typer.Argument(help="a profile name or a path to a YAML file")],
+                 fmt: FormatOption = Format.table) -> None:
+    """Print a saved or bundled profile."""
+    from orchestrator.profile import store
+
+    _print_profile(store.resolve(name), fmt)
+
+
+@profile_app.command("list")
+def profile_list(fmt: FormatOption = Format.table) -> None:
+    """List bundled and saved profiles."""
+    from rich.table import Table
+
+    from orchestrator.profile import store
+
+    found = store.entries()
+    if fmt is not Format.table:
+        rows = [{"name": e.name, "origin": e.origin, "kind": e.kind, "path": str(e.path)} for e in found]
+        import json
+
+        import yaml
+
+        print(json.dumps(rows, indent=2) if fmt is Format.json else yaml.safe_dump(rows, sort_keys=False), end="\n")
+        return
+    table = Table("name", "origin", "kind", "path")
+    for entry in found:
+        table.add_row(entry.name, entry.origin, entry.kind, str(entry.path))
+    stdout.print(table)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: `--debug` anywhere on the line turns tracebacks on."""
+    global DEBUG
+    args = list(sys.argv[1:] if argv is None else argv)
+    DEBUG = "--debug" in args
+    args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="orch", standalone_mode=False)
+    except OrchError as exc:
+        if DEBUG:
+            stderr.print_exception()
+        fix = f" (to fix: {exc.fix})" if exc.fix else ""
+        stderr.print(f"[red]error:[/red] {exc.message}{fix}", highlight=False, markup=True)
+        sys.exit(exc.exit_code)
+    except (typer.Exit, click.exceptions.Exit) as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
+        stderr.print("[red]error:[/red] interrupted")
+        sys.exit(130)
+    except (typer.TyperException, click.ClickException) as exc:
+        # typer ≥ 0.20 vendors click, so its exceptions are not click's.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)
+        if DEBUG:
+            stderr.print_exception()
+        message = exc.format_message().replace("Value error, ", "")
+        stderr.print(f"[red]error:[/red] {message}", highlight=False)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        stderr.print("[red]error:[/red] interrupted")
+        sys.exit(130)

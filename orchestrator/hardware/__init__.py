@@ -1,0 +1,1 @@
+"""Discovery (CPU, memory, GPUs) and microbenchmarks of this machine."""

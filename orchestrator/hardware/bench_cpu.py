@@ -1,0 +1,92 @@
+"""CPU microbenchmarks: the GEMM curve per dtype, STREAM-style bandwidth, dispatch overhead and
+the Python for-loop dot product against the vectorized one.
+
+NumPy runs float32/float64 (the library the CPU kernels use); torch runs bfloat16, which NumPy
+lacks. Bandwidth counts bytes read plus bytes written, as STREAM does (McCalpin, STREAM FAQ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.hardware.timing import best_seconds
+from orchestrator.profile.model import LoopVsVector
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True)
+class CpuBenchPlan:
+    """Sizes and time budgets; `quick` fits in ~20 s on 2 cores, `full` in about a minute."""
+
+    gemm_sizes: tuple[int, ...]
+    min_time_s: float
+    stream_bytes: int
+    loop_n: int
+
+    @classmethod
+    def for_machine(cls, *, quick: bool, llc_bytes: int | None, available_bytes: int) -> CpuBenchPlan:
+        # Arrays far larger than the last-level cache so the cache cannot serve them (STREAM rule:
+        # each array at least 4× the LLC), capped at an eighth of free memory.
+        llc = llc_bytes or 32 * MiB
+        stream = max((2 if quick else 4) * llc, 128 * MiB)
+        stream = int(min(stream, available_bytes // 8, 2048 * MiB))
+        if quick:
+            return cls((64, 256, 1024, 2048), 0.08, stream, 200_000)
+        return cls((64, 128, 256, 512, 1024, 2048, 4096), 0.25, stream, 1_000_000)
+
+
+def gemm_flops(dtype: str, n: int, *, min_time_s: float) -> float:
+    """FLOP/s of an n×n×n matrix product (2n³ FLOPs) in `dtype`."""
+    if dtype == "bfloat16":
+        import torch
+
+        a = torch.rand(n, n, dtype=torch.bfloat16)
+        b = torch.rand(n, n, dtype=torch.bfloat16)
+        seconds = best_seconds(lambda: torch.mm(a, b), min_time_s=min_time_s)
+    else:
+        rng = np.random.default_rng(0)
+        a = rng.random((n, n), dtype=np.dtype(dtype))
+        b = rng.random((n, n), dtype=np.dtype(dtype))
+        out = np.empty((n, n), dtype=dtype)
+        seconds = best_seconds(lambda: np.matmul(a, b, out=out), min_time_s=min_time_s)
+    return 2.0 * n**3 / seconds
+
+
+def stream_bandwidth(nbytes: int, *, min_time_s: float) -> tuple[float, float]:
+    """(copy, triad) bytes/s on float64 arrays of `nbytes` each; pages are touched before timing."""
+    import torch
+
+    n = max(1, nbytes // 8)
+    src = np.ones(n)
+    dst = np.zeros(n)
+    copy_s = best_seconds(lambda: np.copyto(dst, src), min_time_s=min_time_s, min_samples=5)
+    a, b, c = torch.from_numpy(dst), torch.from_numpy(src), torch.ones(n, dtype=torch.float64)
+    triad_s = best_seconds(lambda: torch.add(b, c, alpha=3.0, out=a), min_time_s=min_time_s, min_samples=5)
+    return 2 * n * 8 / copy_s, 3 * n * 8 / triad_s
+
+
+def dispatch_overhead_s(*, min_time_s: float) -> float:
+    """Seconds of one NumPy call on one-element arrays: the fixed cost of every vectorized op."""
+    x = np.ones(1)
+    out = np.empty(1)
+    return best_seconds(lambda: np.add(x, x, out=out), min_time_s=min_time_s)
+
+
+def python_loop_dot(n: int) -> LoopVsVector:
+    """The same dot product as a Python for-loop over lists and as `np.dot`."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random(n), rng.random(n)
+    xs, ys = x.tolist(), y.tolist()
+
+    def loop() -> float:
+        total = 0.0
+        for a, b in zip(xs, ys):
+            total += a * b
+        return total
+
+    loop_s = best_seconds(loop, min_time_s=0.0, min_samples=3, max_samples=3)
+    vector_s = best_seconds(lambda: np.dot(x, y), min_time_s=0.05)
+    return LoopVsVector(n=n, loop_s=loop_s, vectorized_s=vector_s, speedup=loop_s / vector_s)

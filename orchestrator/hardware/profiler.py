@@ -1,0 +1,158 @@
+"""`orch profile`: discovery, then microbenchmarks, checked against ceilings, into a NodeProfile."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from orchestrator import __version__
+from orchestrator.hardware import bench_cpu, bench_gpu
+from orchestrator.hardware.cpu import discover_cpu
+from orchestrator.hardware.nvml import discover_gpus
+from orchestrator.hardware.peaks import accept, gpu_ceilings
+from orchestrator.profile.model import CpuProfile, GpuProfile, NodeProfile, SystemInfo
+from orchestrator.profile.store import this_host
+
+Progress = Callable[[str, int, int], None]  # (what is running, steps done, steps total)
+
+
+def cpu_gemm_dtypes(cpu: CpuProfile) -> list[str]:
+    native_bf16 = {"avx512_bf16", "amx_bf16", "bf16"} & set(cpu.simd)
+    return ["float32", "float64"] + (["bfloat16"] if native_bf16 else [])
+
+
+def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[str], None]) -> None:
+    plan = bench_cpu.CpuBenchPlan.for_machine(
+        quick=quick, llc_bytes=cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"),
+        available_bytes=cpu.memory_available_bytes or cpu.memory_total_bytes)
+    for dtype in cpu_gemm_dtypes(cpu):
+        curve: dict[int, float] = {}
+        for n in plan.gemm_sizes:
+            step(f"cpu gemm {dtype} n={n}")
+            value = accept(bench_cpu.gemm_flops(dtype, n, min_time_s=plan.min_time_s),
+                           cpu.theoretical_peak_flops.get(dtype), f"cpu.gemm_flops.{dtype}[{n}]", flags)
+            if value is not None:
+                curve[n] = value
+        if curve:
+            cpu.gemm_flops[dtype] = curve
+            cpu.peak_flops[dtype] = max(curve.values())
+    step(f"cpu memory bandwidth ({plan.stream_bytes >> 20} MiB arrays)")
+    cpu.memory_bandwidth, cpu.memory_bandwidth_triad = bench_cpu.stream_bandwidth(
+        plan.stream_bytes, min_time_s=plan.min_time_s)
+    step("cpu dispatch overhead")
+    cpu.dispatch_overhead_s = bench_cpu.dispatch_overhead_s(min_time_s=plan.min_time_s)
+    step(f"python loop vs vectorized dot (n={plan.loop_n})")
+    cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
+    cpu.python_loop_s_per_element = cpu.python_loop_dot.loop_s / plan.loop_n
+
+
+def _cuda_device(gpu: GpuProfile) -> Any:
+    import torch
+
+    return torch.device("cuda", gpu.index)
+
+
+def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Callable[[str], None],
+                device_for: Callable[[GpuProfile], Any] | None = None) -> None:
+    """`device_for` maps a GPU to its torch device; tests pass a CPU stand-in."""
+    usable = [g for g in gpus if g.available]
+    if not usable:
+        return
+    if device_for is None:
+        try:
+            import torch
+        except ImportError:
+            flags.append("gpus: torch is not installed; GPU microbenchmarks skipped")
+            return
+        if not torch.cuda.is_available():
+            flags.append("gpus: this torch build has no CUDA; GPU microbenchmarks skipped (discovery only)")
+            return
+        device_for = _cuda_device
+    for gpu in usable:
+        device = device_for(gpu)
+        plan = bench_gpu.GpuBenchPlan.create(quick=quick, memory_free_bytes=gpu.memory_free_bytes)
+        limits = gpu_ceilings(gpu)
+        where = f"gpus[{gpu.index}]"
+        for dtype in bench_gpu.GPU_DTYPES:
+            curve: dict[int, float] = {}
+            for n in plan.gemm_sizes:
+                step(f"gpu{gpu.index} gemm {dtype} n={n}")
+                value = accept(bench_gpu.gemm_flops(device, dtype, n, min_time_s=plan.min_time_s),
+                               limits.flops.get(dtype), f"{where}.gemm_flops.{dtype}[{n}]", flags)
+                if value is not None:
+                    curve[n] = value
+            if curve:
+                gpu.gemm_flops[dtype] = curve
+                gpu.peak_flops[dtype] = max(curve.values())
+        step(f"gpu{gpu.index} memory bandwidth")
+        gpu.memory_bandwidth = accept(bench_gpu.device_bandwidth(device, plan.device_bytes, min_time_s=plan.min_time_s),
+                                      limits.memory_bandwidth, f"{where}.memory_bandwidth", flags)
+        step(f"gpu{gpu.index} host<->device bandwidth")
+        for key, value in bench_gpu.transfer_bandwidths(device, plan.transfer_bytes, min_time_s=plan.min_time_s).items():
+            setattr(gpu, key, accept(value, limits.h2d_bandwidth, f"{where}.{key}", flags))
+        step(f"gpu{gpu.index} launch latency")
+        gpu.launch_latency_s = bench_gpu.launch_latency_s(device)
+        gpu.theoretical_peak_flops = limits.flops
+    if len(usable) > 1:
+        step("gpu0 -> gpu1 peer bandwidth")
+        a, b = (device_for(g) for g in usable[:2])
+        bandwidth = bench_gpu.p2p_bandwidth(a, b, 256 << 20, min_time_s=0.1)
+        for gpu in usable:
+            gpu.p2p_bandwidth = bandwidth
+
+
+def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool) -> int:
+    cpu_sizes = 4 if quick else 7
+    gpu_sizes = 3 if quick else 6
+    usable = [g for g in gpus if g.available]
+    return (len(cpu_gemm_dtypes(cpu)) * cpu_sizes + 3
+            + len(usable) * (len(bench_gpu.GPU_DTYPES) * gpu_sizes + 3) + (len(usable) > 1))
+
+
+def _versions() -> SystemInfo:
+    try:
+        import torch
+
+        torch_version = torch.__version__
+    except ImportError:
+        torch_version = None
+    return SystemInfo(os=f"{platform.system()} {platform.release()}", python=platform.python_version(),
+                      numpy=np.__version__, torch=torch_version)
+
+
+def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env: Mapping[str, str] | None = None,
+                    progress: Progress | None = None, benchmark: bool = True,
+                    gpu_device: Callable[[GpuProfile], Any] | None = None) -> NodeProfile:
+    """Discover and measure this machine. `benchmark=False` gives discovery only."""
+    cpu = discover_cpu()
+    discovery = discover_gpus(nvml, env)
+    system = _versions()
+    system.driver_version = discovery.driver_version
+    system.cuda_driver_version = discovery.cuda_driver_version
+    system.gpu_discovery_note = discovery.note
+    flags: list[str] = []
+    total = _count_steps(cpu, discovery.gpus, quick) if benchmark else 0
+    done = 0
+
+    def step(label: str) -> None:
+        nonlocal done
+        if progress:
+            progress(label, done, total)
+        done += 1
+
+    if benchmark:
+        _bench_cpu(cpu, quick, flags, step)
+        _bench_gpus(discovery.gpus, quick, flags, step, gpu_device)
+        if progress:
+            progress("done", total, total)
+    host = this_host()
+    return NodeProfile(
+        name=host, host=host, kind="measured", quick=quick,
+        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        orch_version=__version__, system=system, cpu=cpu, gpus=discovery.gpus, flags=flags,
+    )

@@ -1,0 +1,157 @@
+"""The profile file (version 1). Units are in the key names; FLOP/s and bytes/s where unnamed.
+
+`peak_flops.<dtype>` is the best measured GEMM throughput of a measured profile, or the
+datasheet's dense peak of a reference profile; `gemm_flops.<dtype>` is the curve by square
+size n (m = n = k) that the cost model interpolates. `efficiency.<figure>` is the fraction of a
+datasheet figure that published measurements reach (1.0 where the profile measured it).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+PROFILE_VERSION = 1
+DTYPES = ("float16", "bfloat16", "tfloat32", "float32", "float64")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoopVsVector(_Strict):
+    """The plain Python for-loop dot product against the vectorized one, same n."""
+
+    n: PositiveInt
+    loop_s: PositiveFloat
+    vectorized_s: PositiveFloat
+    speedup: PositiveFloat
+
+
+class CgroupLimits(_Strict):
+    cpu_quota_cores: float | None = None
+    memory_limit_bytes: int | None = None
+
+
+class _Device(_Strict):
+    peak_flops: dict[str, PositiveFloat] = Field(default_factory=dict)
+    theoretical_peak_flops: dict[str, PositiveFloat] = Field(default_factory=dict)
+    gemm_flops: dict[str, dict[PositiveInt, PositiveFloat]] = Field(default_factory=dict)
+    memory_bandwidth: PositiveFloat | None = None
+    efficiency: dict[str, float] = Field(default_factory=dict)
+    # Hockney's n½: the square GEMM size that reaches half the achievable peak; used where no
+    # measured curve exists (reference profiles).
+    gemm_half_size: PositiveInt | None = None
+    power_w: PositiveFloat | None = None
+
+
+class CpuProfile(_Device):
+    model: str = "unknown"
+    vendor: str | None = None
+    arch: str | None = None
+    sockets: PositiveInt | None = None
+    cores_physical: PositiveInt
+    cores_logical: PositiveInt
+    frequency_base_hz: PositiveFloat | None = None
+    frequency_max_hz: PositiveFloat | None = None
+    simd: list[str] = Field(default_factory=list)
+    cache_bytes: dict[str, int] = Field(default_factory=dict)
+    numa_nodes: PositiveInt = 1
+    memory_total_bytes: PositiveInt
+    memory_available_bytes: int | None = None
+    cgroup: CgroupLimits | None = None
+    memory_bandwidth_triad: PositiveFloat | None = None
+    dispatch_overhead_s: PositiveFloat | None = None
+    python_loop_s_per_element: PositiveFloat | None = None
+    python_loop_dot: LoopVsVector | None = None
+
+
+class PcieLink(_Strict):
+    generation_current: int | None = None
+    generation_max: int | None = None
+    width_current: int | None = None
+    width_max: int | None = None
+
+
+class GpuProfile(_Device):
+    index: int
+    name: str
+    uuid: str | None = None
+    available: bool = True
+    error: str | None = None
+    memory_total_bytes: int | None = None
+    memory_free_bytes: int | None = None
+    compute_capability: str | None = None
+    sm_count: int | None = None
+    clock_sm_max_mhz: int | None = None
+    clock_mem_max_mhz: int | None = None
+    power_limit_w: float | None = None
+    pcie: PcieLink | None = None
+    nvlink_links: int = 0
+    nvlink_bandwidth: PositiveFloat | None = None
+    mig_mode: bool | None = None
+    h2d_bandwidth: PositiveFloat | None = None
+    h2d_bandwidth_pageable: PositiveFloat | None = None
+    d2h_bandwidth: PositiveFloat | None = None
+    launch_latency_s: PositiveFloat | None = None
+    transfer_latency_s: PositiveFloat | None = None
+    p2p_bandwidth: PositiveFloat | None = None
+
+
+class SystemInfo(_Strict):
+    os: str | None = None
+    python: str | None = None
+    numpy: str | None = None
+    torch: str | None = None
+    driver_version: str | None = None
+    cuda_driver_version: str | None = None
+    gpu_discovery_note: str | None = None
+
+
+class Network(_Strict):
+    """Between nodes: per-link bandwidth (bytes/s) and one-way latency."""
+
+    bandwidth: PositiveFloat
+    latency_s: PositiveFloat
+
+
+class NodeProfile(_Strict):
+    version: Literal[1] = PROFILE_VERSION
+    kind: Literal["measured", "reference"] = "measured"
+    name: str
+    host: str | None = None
+    created: str | None = None
+    orch_version: str | None = None
+    description: str | None = None
+    quick: bool = False
+    price_usd_per_hour: PositiveFloat | None = None
+    power_idle_w: PositiveFloat | None = None
+    nvml_names: list[str] = Field(default_factory=list)
+    system: SystemInfo = Field(default_factory=SystemInfo)
+    cpu: CpuProfile
+    gpus: list[GpuProfile] = Field(default_factory=list)
+    network: Network | None = None
+    flags: list[str] = Field(default_factory=list)
+    sources: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def usable_gpus(self) -> list[GpuProfile]:
+        return [g for g in self.gpus if g.available]
+
+
+class ClusterNode(_Strict):
+    profile: str
+    count: PositiveInt = 1
+
+
+class ClusterProfile(_Strict):
+    """Several nodes (node profiles × counts) and the network between them."""
+
+    version: Literal[1] = PROFILE_VERSION
+    kind: Literal["cluster"]
+    name: str
+    description: str | None = None
+    nodes: list[ClusterNode] = Field(min_length=1)
+    network: Network
+    sources: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,74 @@
+"""YAML as data only: safe loader, bounded size, bounded nesting, no alias expansion bombs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from orchestrator.errors import InputError
+
+MAX_FILE_BYTES = 4 << 20
+MAX_DEPTH = 32
+MAX_ALIASES = 100
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that refuses many aliases (billion-laughs) and deep nesting while composing."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} aliases")
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.YAMLError(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def load_file(path: Path, error: type[InputError]) -> Any:
+    """Parse `path` as YAML data; every failure is `error` naming the file and what is wrong."""
+    if not path.exists():
+        raise error(f"{path}: no such file", fix="check the path")
+    if path.is_dir():
+        raise error(f"{path}: is a directory, not a YAML file", fix="name the .yaml file inside it")
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise error(f"{path}: file is {size} bytes, over the {MAX_FILE_BYTES} byte limit")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror})") from exc
+    if b"\x00" in raw:
+        raise error(f"{path}: binary file, not YAML")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start})") from exc
+    return load_text(text, str(path), error)
+
+
+def load_text(text: str, source: str, error: type[InputError]) -> Any:
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise error(f"{source}: invalid YAML{where}: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise error(f"{source}: invalid YAML: {exc}") from exc
+    except RecursionError as exc:
+        raise error(f"{source}: invalid YAML: nested too deeply") from exc
+    finally:
+        loader.dispose()

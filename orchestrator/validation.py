@@ -1,0 +1,72 @@
+"""Turn a pydantic ValidationError into the contract's one-line `FILE: path: what` message."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import did_you_mean
+
+
+def field_path(loc: Iterable[Any]) -> str:
+    """('jobs', 2, 'm') → 'jobs[2].m'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += ("." if text else "") + str(part)
+    return text or "(top level)"
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
+    """The keys a model accepts at the container `loc` names (for 'did you mean')."""
+    annotation: Any = model
+    for part in loc:
+        current = _model_in(annotation)
+        if isinstance(part, str) and current is not None and part in current.model_fields:
+            annotation = current.model_fields[part].annotation
+            continue
+        origin = typing.get_origin(annotation)
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if origin in (list, tuple) or (origin is dict and isinstance(part, str)):
+            annotation = args[-1] if args else Any
+        elif origin in (typing.Union, types.UnionType) and args:
+            annotation = args[0]
+        else:
+            return []
+    current = _model_in(annotation)
+    return list(current.model_fields) if current is not None else []
+
+
+def describe(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """The first error of `exc` as one line; unknown keys get a 'did you mean' hint."""
+    errors = exc.errors()
+    # A misspelt key also shows up as a missing one; the unknown key is the useful message.
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    path = field_path(loc)
+    if err["type"] == "extra_forbidden":
+        valid = fields_at(model, loc[:-1]) if model is not None else []
+        hint = f"; {did_you_mean(str(loc[-1]), valid)}" if valid else ""
+        return f"{source}: {path}: unknown key{hint}"
+    message = err["msg"].removeprefix("Value error, ")
+    given = err.get("input")
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    if err["type"] == "missing":
+        return f"{source}: {path}: required field is missing"
+    return f"{source}: {path}: {message}{shown}"

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from tests.cli import matches_golden, orch
+
+
+def _numpy_fp32_peak() -> float:
+    """A direct NumPy measurement beside orch's: best SGEMM FLOP/s at n=1024 and 2048."""
+    best = 0.0
+    for n in (1024, 2048):
+        a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+        a @ a
+        for _ in range(5):
+            t0 = time.perf_counter()
+            a @ a
+            best = max(best, 2 * n**3 / (time.perf_counter() - t0))
+    return best
+
+
+def _numpy_copy_bandwidth() -> float:
+    x = np.ones(128 << 20 >> 3 << 3)  # 1 GiB of float64
+    y = np.zeros_like(x)
+    best = 0.0
+    for _ in range(5):
+        t0 = time.perf_counter()
+        np.copyto(y, x)
+        best = max(best, 2 * x.nbytes / (time.perf_counter() - t0))
+    return best
+
+
+def test_quick_profile_matches_the_os_and_numpy(orch_home):
+    started = time.perf_counter()
+    result = orch("profile", "--quick", "--format", "json")
+    elapsed = time.perf_counter() - started
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["gpus"] == []
+    assert data["cpu"]["cores_logical"] == len(psutil.Process().cpu_affinity())
+    assert data["cpu"]["memory_total_bytes"] == psutil.virtual_memory().total
+    assert data["cpu"]["peak_flops"]["float32"] == pytest.approx(_numpy_fp32_peak(), rel=0.25)
+    assert data["cpu"]["memory_bandwidth"] == pytest.approx(_numpy_copy_bandwidth(), rel=0.25)
+    assert elapsed < 60
+    assert (orch_home / "profiles").glob("*.yaml")
+    assert "saved" in result.stderr
+
+
+def test_profile_show_bundled_h100_json_golden():
+    result = orch("profile", "show", "h100-sxm", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    gpu = data["gpus"][0]
+    assert gpu["peak_flops"]["bfloat16"] == pytest.approx(989e12, rel=0.10)
+    assert gpu["memory_bandwidth"] == pytest.approx(3.35e12, rel=0.10)
+    assert gpu["memory_total_bytes"] >= 80e9
+    assert matches_golden("profile_show_h100-sxm.json", result.stdout)
+
+
+def test_profile_show_table_golden():
+    result = orch("profile", "show", "h100-sxm")
+    assert result.returncode == 0, result.stderr
+    assert matches_golden("profile_show_h100-sxm.txt", result.stdout)
+
+
+def test_profile_show_by_path_and_yaml(tmp_path):
+    result = orch("profile", "show", "profiles/t4.yaml", "--format", "yaml")
+    assert result.returncode == 0, result.stderr
+    assert "name: t4" in result.stdout and "Tesla T4" in result.stdout
+
+
+def test_profile_list_has_the_reference_set():
+    result = orch("profile", "list", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    for name in ("h100-sxm", "h100-sxm-8", "a100-80gb", "l4", "t4", "cpu-c7i-8xlarge"):
+        assert rows[name]["kind"] == "reference", rows.get(name)
+    assert rows["h100-sxm-8-x4"]["kind"] == "cluster"
+
+
+def test_eight_gpu_profile_has_nvlink():
+    data = json.loads(orch("profile", "show", "h100-sxm-8", "-f", "json").stdout)
+    assert len(data["gpus"]) == 8
+    assert all(gpu["nvlink_links"] == 18 for gpu in data["gpus"])
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["profile", "show", "h100-sx"], "did you mean 'h100-sxm'"),
+    (["profile", "show", "missing.yaml"], "no such file"),
+    (["profile", "--format", "xml"], "--format"),
+    (["profile", "show", "profiles"], "is a directory"),
+])
+def test_bad_input_is_one_line_exit_2(args, needle):
+    result = orch(*args)
+    assert result.returncode == 2
+    assert needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_profile_file_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: x\ncpu:\n  cores_physical: 2\n  cores_logical: -4\n  memory_total_bytes: 1\n")
+    result = orch("profile", "show", str(bad))
+    assert result.returncode == 2
+    assert "cpu.cores_logical" in result.stderr and "Traceback" not in result.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("version: 1\nname: x\ncpu:\n  cores_physical: 2\n  cores_logicl: 4\n  memory_total_bytes: 1\n")
+    result = orch("profile", "show", str(typo))
+    assert "did you mean 'cores_logical'" in result.stderr
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = orch("--debug", "profile", "show", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from orchestrator.hardware import bench_cpu, bench_gpu, profiler
+from orchestrator.profile import store
+from tests.fakes.nvml import scenario
+
+
+@pytest.fixture
+def tiny_plans(monkeypatch):
+    """Microbenchmarks at toy sizes so a whole profile runs in about a second."""
+    monkeypatch.setattr(bench_cpu.CpuBenchPlan, "for_machine",
+                        classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 2000)))
+    monkeypatch.setattr(bench_gpu.GpuBenchPlan, "create",
+                        classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 4 << 20)))
+
+
+def test_discovery_only_with_fake_gpus():
+    result = profiler.profile_machine(nvml=scenario("one_failing_gpu"), env={}, benchmark=False)
+    assert [g.available for g in result.gpus] == [True, False, True]
+    assert result.cpu.peak_flops == {}
+
+
+def test_cuda_less_torch_profiles_gpus_by_discovery_only(tiny_plans):
+    result = profiler.profile_machine(quick=True, nvml=scenario("one_gpu"), env={})
+    assert result.gpus[0].name == "NVIDIA H100 80GB HBM3"
+    assert result.gpus[0].peak_flops == {}
+    assert any("no CUDA" in flag for flag in result.flags)
+    assert result.cpu.peak_flops["float32"] > 0
+
+
+def test_full_gpu_path_on_cpu_stand_in(tiny_plans):
+    steps = []
+    result = profiler.profile_machine(
+        quick=True, nvml=scenario("eight_gpus_nvlink"), env={"CUDA_VISIBLE_DEVICES": "0,1"},
+        gpu_device=lambda gpu: torch.device("cpu"), progress=lambda label, done, total: steps.append((done, total)))
+    assert len(result.gpus) == 2
+    for gpu in result.gpus:
+        assert set(gpu.gemm_flops) == set(bench_gpu.GPU_DTYPES)
+        assert gpu.memory_bandwidth and gpu.h2d_bandwidth and gpu.d2h_bandwidth and gpu.launch_latency_s
+        assert gpu.p2p_bandwidth
+        assert gpu.theoretical_peak_flops["bfloat16"] == pytest.approx(989.5e12)
+    assert steps[-1][0] == steps[-1][1], "the progress bar ends full"
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps)
+
+
+def test_impossible_figures_are_flagged(tiny_plans, monkeypatch):
+    monkeypatch.setattr(bench_cpu, "gemm_flops", lambda dtype, n, min_time_s: 1e18)
+    result = profiler.profile_machine(quick=True, nvml=scenario("zero_gpus"), env={})
+    assert result.cpu.peak_flops == {} and result.cpu.gemm_flops == {}
+    assert any("exceeds the theoretical" in flag for flag in result.flags)
+
+
+def test_saved_profile_round_trips(tiny_plans, orch_home):
+    result = profiler.profile_machine(quick=True, nvml=scenario("mig_enabled"), env={})
+    path = store.save(result)
+    assert path.parent == orch_home / "profiles"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert store.load_path(path) == result
+    assert store.newest_for_host() == result
