@@ -113,6 +113,66 @@ def profile_list(fmt: FormatOption = Format.table) -> None:
     stdout.print(table)
 
 
+def load_profile(name: str | None):
+    """--profile NAME|PATH, else this host's newest saved profile, else a quick profile first."""
+    from orchestrator.profile import store
+
+    if name:
+        return store.resolve(name)
+    found = store.newest_for_host()
+    if found is not None:
+        return found
+    stderr.print(f"no saved profile for {store.this_host()}: profiling quickly first (orch profile --quick)")
+    measured = measure_profile(quick=True)
+    stderr.print(f"saved {store.save(measured)}")
+    return measured
+
+
+class ObjectiveChoice(str, enum.Enum):
+    time = "time"
+    cost = "cost"
+    energy = "energy"
+
+
+@app.command()
+def plan(
+    workload: Annotated[Path, typer.Argument(help="workload YAML file")],
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="profile name or path")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="plan for the cluster at this scheduler")] = None,
+    objective: Annotated[ObjectiveChoice, typer.Option("--objective", help="time, cost or energy")] = ObjectiveChoice.time,
+    placement: Annotated[str | None, typer.Option("--placement", help="force one placement for every job")] = None,
+    explain: Annotated[str | None, typer.Option("--explain", help="print every term of every candidate of JOB")] = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Predict each job's time on every candidate placement and pick one; runs nothing."""
+    from orchestrator.errors import InputError
+    from orchestrator.placement import Placement
+    from orchestrator.plan import render
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.plan.planner import make_plan
+    from orchestrator.workload.loader import load
+
+    loaded = load(workload)
+    if address:
+        raise InputError("--address: planning for a running cluster is not built yet; "
+                         "pass --profile with a cluster description (profiles/clusters/)")
+    forced = None
+    if placement:
+        try:
+            forced = Placement.parse(placement)
+        except ValueError as exc:
+            raise InputError(f"--placement: {exc} (got {placement!r})") from None
+    result = make_plan(loaded, hardware_for(load_profile(profile)), objective.value, forced)
+    if explain:
+        render.print_explain(result, explain, stdout)
+    elif fmt is Format.json:
+        print(render.as_json(result))
+    elif fmt is Format.yaml:
+        print(render.as_yaml(result), end="")
+    else:
+        render.print_table(result, stdout)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `--debug` anywhere on the line turns tracebacks on."""
     global DEBUG

@@ -53,20 +53,32 @@ def fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
     return list(current.model_fields) if current is not None else []
 
 
-def describe(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
-    """The first error of `exc` as one line; unknown keys get a 'did you mean' hint."""
+def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[list[Any], str]:
+    """(field location, message) of the most useful error; unknown keys get a 'did you mean'.
+
+    A model validator that raises "field: message" is reported at that field.
+    """
     errors = exc.errors()
     # A misspelt key also shows up as a missing one; the unknown key is the useful message.
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
-    path = field_path(loc)
     if err["type"] == "extra_forbidden":
         valid = fields_at(model, loc[:-1]) if model is not None else []
         hint = f"; {did_you_mean(str(loc[-1]), valid)}" if valid else ""
-        return f"{source}: {path}: unknown key{hint}"
-    message = err["msg"].removeprefix("Value error, ")
+        return loc, f"unknown key{hint}"
+    if err["type"] == "missing":
+        return loc, "required field is missing"
+    message = err["msg"].replace("Value error, ", "")
+    if not loc and ": " in message:
+        field_name, _, message = message.partition(": ")
+        loc = [field_name]
+        return loc, message
     given = err.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
-    if err["type"] == "missing":
-        return f"{source}: {path}: required field is missing"
-    return f"{source}: {path}: {message}{shown}"
+    return loc, f"{message}{shown}"
+
+
+def describe(exc: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """The contract's one-line error: `SOURCE: field.path: what is wrong`."""
+    loc, message = first_problem(exc, model)
+    return f"{source}: {field_path(loc)}: {message}"

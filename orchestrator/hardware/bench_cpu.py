@@ -34,7 +34,7 @@ class CpuBenchPlan:
         stream = max((2 if quick else 4) * llc, 128 * MiB)
         stream = int(min(stream, available_bytes // 8, 2048 * MiB))
         if quick:
-            return cls((64, 256, 1024, 2048), 0.08, stream, 200_000)
+            return cls((64, 256, 1024, 2048, 4096), 0.08, stream, 200_000)
         return cls((64, 128, 256, 512, 1024, 2048, 4096), 0.25, stream, 1_000_000)
 
 

@@ -107,7 +107,7 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
 
 
 def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool) -> int:
-    cpu_sizes = 4 if quick else 7
+    cpu_sizes = 5 if quick else 7
     gpu_sizes = 3 if quick else 6
     usable = [g for g in gpus if g.available]
     return (len(cpu_gemm_dtypes(cpu)) * cpu_sizes + 3

@@ -40,9 +40,9 @@ class _Device(_Strict):
     gemm_flops: dict[str, dict[PositiveInt, PositiveFloat]] = Field(default_factory=dict)
     memory_bandwidth: PositiveFloat | None = None
     efficiency: dict[str, float] = Field(default_factory=dict)
-    # Hockney's n½: the square GEMM size that reaches half the achievable peak; used where no
-    # measured curve exists (reference profiles).
-    gemm_half_size: PositiveInt | None = None
+    # Fixed time a GEMM call exposes at small sizes (Hockney's n½ expressed as time): where no
+    # measured curve exists, rate(W) = W / (W / achievable_peak + gemm_ramp_s).
+    gemm_ramp_s: PositiveFloat | None = None
     power_w: PositiveFloat | None = None
 
 

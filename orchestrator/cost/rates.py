@@ -1,0 +1,137 @@
+"""Throughputs the cost model reads from a profile: the GEMM curve interpolated at a size and
+dtype, bandwidths scaled by their achievable fraction, and per-call overheads.
+
+Constants without a measured source are estimates, named here once, and are what
+`orch calibrate` is meant to correct.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+
+from orchestrator.ops import Kernel
+from orchestrator.profile.model import CpuProfile, GpuProfile
+
+Device = CpuProfile | GpuProfile
+
+# Fractions of the GEMM rate that blocked LAPACK (CPU) / cuSOLVER (GPU) factorisations reach at
+# the same size: panel factorisations are latency-bound (estimate; cf. LAPACK Working Note 41).
+FACTORIZATION_FRACTION = {"cpu": 0.5, "gpu": 0.25}
+# FFTs run at a few percent of peak FLOP/s (FFTW/cuFFT benchmarks); they are usually memory-bound.
+FFT_FRACTION = {"cpu": 0.03, "gpu": 0.05}
+# Eager-mode training reaches part of the GEMM rate (elementwise kernels, optimiser).
+TRAINING_FRACTION = 0.6
+# Elementwise and reduction kernels: far below peak, memory-bound in practice.
+STREAM_FRACTION = 0.25
+DEFAULT_GEMM_RAMP_S = {"cpu": 5e-6, "gpu": 6e-6}  # estimate: BLAS threading / cuBLAS tile fill
+TORCH_OP_S = 5e-6              # PyTorch eager per-op CPU dispatch (estimate; PyTorch perf tuning guide)
+DEFAULT_DISPATCH_S = 1e-6      # NumPy call overhead (orch profile measures it)
+DEFAULT_LAUNCH_S = 8e-6        # PyTorch op + CUDA launch + synchronize (orch profile measures it)
+ASYNC_LAUNCH_FRACTION = 0.5    # later launches overlap with running kernels
+DEFAULT_TRANSFER_LATENCY_S = 1e-5
+DEFAULT_PYTHON_ELEMENT_S = 3e-8
+HALF_ON_CPU_PENALTY = 0.25     # float16 GEMM on CPUs without native half arithmetic
+
+
+def kind_of(device: Device) -> str:
+    return "gpu" if isinstance(device, GpuProfile) else "cpu"
+
+
+def _efficiency(device: Device, figure: str) -> float:
+    return device.efficiency.get(figure, 1.0)
+
+
+def _curve_rate(curve: dict[int, float], size: float) -> float:
+    """Log-log interpolation along a measured curve; flat beyond the largest size, falling
+    linearly with size below the smallest (where fixed costs dominate anyway)."""
+    sizes = sorted(curve)
+    if size <= sizes[0]:
+        return curve[sizes[0]] * size / sizes[0]
+    if size >= sizes[-1]:
+        return curve[sizes[-1]]
+    i = bisect.bisect_right(sizes, size)
+    lo, hi = sizes[i - 1], sizes[i]
+    t = (math.log(size) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return math.exp(math.log(curve[lo]) + t * (math.log(curve[hi]) - math.log(curve[lo])))
+
+
+def _peak_rate(device: Device, dtype: str, size: float) -> float | None:
+    """Datasheet peak x achievable fraction, ramped: W / (W / r + gemm_ramp_s) (Hockney's
+    r_inf, n½ model with the half-performance work expressed as a fixed time per call)."""
+    peak = device.peak_flops.get(dtype)
+    if peak is None:
+        return None
+    achievable = peak * _efficiency(device, "gemm")
+    ramp = device.gemm_ramp_s or DEFAULT_GEMM_RAMP_S[kind_of(device)]
+    work = 2.0 * size**3
+    return work / (work / achievable + ramp)
+
+
+def gemm_rate(device: Device, dtype: str, size: float) -> float | None:
+    """FLOP/s of a GEMM of effective square size `size`; None where the device lacks the dtype."""
+    size = max(size, 1.0)
+    if dtype in device.gemm_flops:
+        return _curve_rate(device.gemm_flops[dtype], size)
+    direct = _peak_rate(device, dtype, size)
+    if direct is not None:
+        return direct
+    if kind_of(device) == "cpu" and dtype in ("float16", "bfloat16"):
+        fallback = gemm_rate(device, "float32", size)
+        return None if fallback is None else fallback * HALF_ON_CPU_PENALTY
+    return None
+
+
+def compute_rate(kernel: Kernel, device: Device, dtype: str, size: float) -> float | None:
+    """FLOP/s an op of this kernel class runs at; None where the dtype is unsupported."""
+    kind = kind_of(device)
+    base = gemm_rate(device, dtype, size)
+    if base is None:
+        return None
+    if kernel is Kernel.FACTORIZATION:
+        return base * FACTORIZATION_FRACTION[kind]
+    if kernel is Kernel.TRAINING:
+        return base * TRAINING_FRACTION
+    if kernel in (Kernel.FFT, Kernel.STREAM):
+        peak = max(device.peak_flops.get(dtype, 0.0), gemm_rate(device, dtype, 1e6) or 0.0)
+        return peak * (FFT_FRACTION[kind] if kernel is Kernel.FFT else STREAM_FRACTION)
+    return base
+
+
+def memory_bandwidth(device: Device) -> float:
+    raw = device.memory_bandwidth or (2e10 if kind_of(device) == "cpu" else 5e11)
+    return raw * _efficiency(device, "memory_bandwidth")
+
+
+def h2d_bandwidth(gpu: GpuProfile) -> float:
+    return (gpu.h2d_bandwidth or 1.2e10) * _efficiency(gpu, "h2d_bandwidth")
+
+
+def d2h_bandwidth(gpu: GpuProfile) -> float:
+    return (gpu.d2h_bandwidth or gpu.h2d_bandwidth or 1.2e10) * _efficiency(gpu, "h2d_bandwidth")
+
+
+def peer_bandwidth(gpu: GpuProfile) -> float:
+    """GPU to GPU: measured peer copy, else NVLink, else through the host over PCIe."""
+    if gpu.p2p_bandwidth:
+        return gpu.p2p_bandwidth
+    if gpu.nvlink_bandwidth:
+        return gpu.nvlink_bandwidth * 0.8
+    return h2d_bandwidth(gpu) / 2
+
+
+def call_overhead_s(device: Device, calls: int, kernel: Kernel) -> float:
+    """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU). Training runs PyTorch
+    eager ops, whose per-op dispatch exceeds a NumPy call's."""
+    if isinstance(device, GpuProfile):
+        first = device.launch_latency_s or DEFAULT_LAUNCH_S
+        per_call = max(first * ASYNC_LAUNCH_FRACTION, TORCH_OP_S if kernel is Kernel.TRAINING else 0.0)
+        return first + max(calls - 1, 0) * per_call
+    per_call = device.dispatch_overhead_s or DEFAULT_DISPATCH_S
+    if kernel is Kernel.TRAINING:
+        per_call = max(per_call, TORCH_OP_S)
+    return calls * per_call
+
+
+def python_element_s(cpu: CpuProfile) -> float:
+    return cpu.python_loop_s_per_element or DEFAULT_PYTHON_ELEMENT_S

@@ -1,0 +1,99 @@
+"""What an op is, as data the planner reads: work, traffic, bytes that cross host↔device, where
+it can run (and why not elsewhere), and how it splits across devices.
+
+Counts follow the usual conventions: a multiply-add is 2 FLOPs; LAPACK factorisation counts are
+from Golub & Van Loan, "Matrix Computations" (4th ed.), and LAPACK Working Note 41.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+WORKLOAD_DTYPES = ("float16", "bfloat16", "float32", "float64")
+ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "tfloat32": 4, "float64": 8}
+FLOAT_ONLY = ("float32", "float64")  # LAPACK / cuSOLVER / pocketfft precisions
+
+
+class Kernel(str, enum.Enum):
+    """Which measured throughput an op's compute runs at."""
+
+    GEMM = "gemm"                    # the GEMM curve at the op's effective size
+    FACTORIZATION = "factorization"  # a fraction of the GEMM curve (blocked LAPACK / cuSOLVER)
+    STREAM = "stream"                # memory-bound elementwise / reduction
+    FFT = "fft"                      # a small fraction of peak; usually memory-bound
+    PYTHON = "python"                # the interpreter, one element at a time
+    TRAINING = "training"            # GEMMs at batch size, plus many small kernels per step
+
+
+class Split(str, enum.Enum):
+    """How a job is divided across devices."""
+
+    NONE = "none"                    # does not split
+    ROW_BLOCKS = "row_blocks"        # A split by rows, B replicated, C gathered (matmul)
+    SHARDS_REDUCE = "shards_reduce"  # shards, then a small all-reduce of the partial result
+    ELEMENTWISE = "elementwise"      # shards, no communication (axpy)
+    DATA_PARALLEL = "data_parallel"  # data shards, an all-reduce per step (training, kmeans)
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any = None  # None = required
+    kind: str = "size"   # "size" | "size_list"
+
+
+class Op(abc.ABC):
+    """One entry of the catalog. Subclasses are a handful of class attributes and formulas."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    params: ClassVar[dict[str, Param]]
+    kernel: ClassVar[Kernel]
+    split: ClassVar[Split] = Split.NONE
+    dtypes: ClassVar[tuple[str, ...]] = WORKLOAD_DTYPES
+    # placement kind (cpu, gpu, multi_gpu, multi_node) → why it cannot run there
+    not_supported: ClassVar[dict[str, str]] = {}
+
+    @abc.abstractmethod
+    def flops(self, p: dict[str, Any]) -> float:
+        """Floating-point operations of one execution."""
+
+    @abc.abstractmethod
+    def input_elements(self, p: dict[str, Any]) -> float:
+        """Elements of the inputs (what crosses host→device when `data: host`)."""
+
+    @abc.abstractmethod
+    def output_elements(self, p: dict[str, Any]) -> float:
+        """Elements of the result (what crosses device→host when `data: host`)."""
+
+    def traffic_elements(self, p: dict[str, Any]) -> float:
+        """Minimum memory traffic: read the inputs once, write the result once."""
+        return self.input_elements(p) + self.output_elements(p)
+
+    def working_set_elements(self, p: dict[str, Any]) -> float:
+        return self.input_elements(p) + self.output_elements(p)
+
+    def kernels(self, p: dict[str, Any]) -> int:
+        """Library calls / kernel launches per execution (each pays dispatch or launch latency)."""
+        return 1
+
+    def gemm_size(self, p: dict[str, Any], device: str) -> float:
+        """Square size n whose GEMM efficiency this op's compute runs at."""
+        return 1.0
+
+    def collectives(self, p: dict[str, Any]) -> int:
+        """All-reduces per execution when split (SHARDS_REDUCE: 1; DATA_PARALLEL: per step)."""
+        return 1
+
+    def collective_elements(self, p: dict[str, Any]) -> float:
+        """Elements all-reduced by each collective."""
+        return 1.0
+
+    def replicated_elements(self, p: dict[str, Any]) -> float:
+        """Input elements every device needs whole when split (B of a matmul)."""
+        return 0.0
+
+    def where_not(self, kind: str) -> str | None:
+        return self.not_supported.get(kind)

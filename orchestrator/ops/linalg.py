@@ -1,0 +1,177 @@
+"""Dense linear algebra: products run at the GEMM curve, factorisations at a fraction of it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.ops.base import FLOAT_ONLY, Kernel, Op, Param, Split
+
+_SINGLE_DEVICE = {
+    "multi_gpu": "a distributed factorisation (ScaLAPACK-style) is not implemented; runs on one device",
+    "multi_node": "a distributed factorisation (ScaLAPACK-style) is not implemented; runs on one device",
+}
+
+
+class Matmul(Op):
+    name = "matmul"
+    summary = "C = A*B, A m x k, B k x n"
+    params = {"m": Param(), "n": Param(), "k": Param()}
+    kernel = Kernel.GEMM
+    split = Split.ROW_BLOCKS
+
+    def flops(self, p: dict[str, Any]) -> float:
+        return 2.0 * p["m"] * p["n"] * p["k"]
+
+    def input_elements(self, p: dict[str, Any]) -> float:
+        return float(p["m"] * p["k"] + p["k"] * p["n"])
+
+    def output_elements(self, p: dict[str, Any]) -> float:
+        return float(p["m"] * p["n"])
+
+    def replicated_elements(self, p: dict[str, Any]) -> float:
+        return float(p["k"] * p["n"])
+
+    def gemm_size(self, p: dict[str, Any], device: str) -> float:
+        return float(p["m"] * p["n"] * p["k"]) ** (1 / 3)
+
+
+class BatchedMatmul(Matmul):
+    name = "batched_matmul"
+    summary = "a batch of independent matmuls"
+    params = {"batch": Param(), "m": Param(), "n": Param(), "k": Param()}
+
+    def flops(self, p: dict[str, Any]) -> float:
+        return p["batch"] * super().flops(p)
+
+    def input_elements(self, p: dict[str, Any]) -> float:
+        return p["batch"] * super().input_elements(p)
+
+    def output_elements(self, p: dict[str, Any]) -> float:
+        return p["batch"] * super().output_elements(p)
+
+    def replicated_elements(self, p: dict[str, Any]) -> float:
+        return 0.0  # split by batch: nothing is shared
+
+    def kernels(self, p: dict[str, Any]) -> int:
+        return 1
+
+    def gemm_size(self, p: dict[str, Any], device: str) -> float:
+        # A GPU's batched kernel fills the device with the whole batch; CPU BLAS goes matrix by
+        # matrix (threaded over the batch), so each runs at its own size.
+        per = float(p["m"] * p["n"] * p["k"])
+        return (per * p["batch"]) ** (1 / 3) if device == "gpu" else per ** (1 / 3)
+
+
+class _Square(Op):
+    """A factorisation of one n x n matrix."""
+
+    kernel = Kernel.FACTORIZATION
+    dtypes = FLOAT_ONLY
+    not_supported = _SINGLE_DEVICE
+    params = {"n": Param()}
+
+    def input_elements(self, p: dict[str, Any]) -> float:
+        return float(p["n"]) ** 2
+
+    def output_elements(self, p: dict[str, Any]) -> float:
+        return float(p["n"]) ** 2
+
+    def gemm_size(self, p: dict[str, Any], device: str) -> float:
+        return float(p["n"])
+
+
+class Solve(_Square):
+    name = "solve"
+    summary = "A X = B for a well-conditioned square A"
+    params = {"n": Param(), "nrhs": Param(default=1)}
+
+    def flops(self, p: dict[str, Any]) -> float:
+        n = float(p["n"])
+        return 2 / 3 * n**3 + 2 * n**2 * p["nrhs"]  # LU + two triangular solves
+
+    def input_elements(self, p: dict[str, Any]) -> float:
+        return float(p["n"]) ** 2 + p["n"] * p["nrhs"]
+
+    def output_elements(self, p: dict[str, Any]) -> float:
+        return float(p["n"] * p["nrhs"])
+
+    def working_set_elements(self, p: dict[str, Any]) -> float:
+        return 2 * float(p["n"]) ** 2 + 2 * p["n"] * p["nrhs"]  # A and its LU copy
+
+
+class Cholesky(_Square):
+    name = "cholesky"
+    summary = "factor of a symmetric positive definite matrix"
+
+    def flops(self, p: dict[str, Any]) -> float:
+        return float(p["n"]) ** 3 / 3
+
+
+class Eigh(_Square):
+    name = "eigh"
+    summary = "eigen-decomposition of a symmetric matrix"
+
+    def flops(self, p: dict[str, Any]) -> float:
+        return 9.0 * float(p["n"]) ** 3  # tridiagonalisation 4/3 n^3 + QR/D&C and back-transform (GVL 8.3)
+
+    def kernels(self, p: dict[str, Any]) -> int:
+        return 4
+
+
+class _Tall(Op):
+    """A factorisation of one m x n matrix."""
+
+    kernel = Kernel.FACTORIZATION
+    dtypes = FLOAT_ONLY
+    not_supported = _SINGLE_DEVICE
+    params = {"m": Param(), "n": Param()}
+
+    def input_elements(self, p: dict[str, Any]) -> float:
+        return float(p["m"] * p["n"])
+
+    def output_elements(self, p: dict[str, Any]) -> float:
+        small = min(p["m"], p["n"])
+        return float(p["m"] * small + small * p["n"])
+
+    def gemm_size(self, p: dict[str, Any], device: str) -> float:
+        return float(min(p["m"], p["n"]))
+
+    @staticmethod
+    def _long_short(p: dict[str, Any]) -> tuple[float, float]:
+        return float(max(p["m"], p["n"])), float(min(p["m"], p["n"]))
+
+
+class Qr(_Tall):
+    name = "qr"
+    summary = "reduced QR"
+
+    def flops(self, p: dict[str, Any]) -> float:
+        m, n = self._long_short(p)
+        return 4 * m * n**2 - 4 / 3 * n**3  # Householder 2mn^2 - 2n^3/3, plus forming the thin Q
+
+
+class Svd(_Tall):
+    name = "svd"
+    summary = "thin SVD"
+
+    def flops(self, p: dict[str, Any]) -> float:
+        m, n = self._long_short(p)
+        return 6 * m * n**2 + 20 * n**3  # R-SVD with thin U and V (GVL table 8.6.1)
+
+    def kernels(self, p: dict[str, Any]) -> int:
+        return 4
+
+
+class Lstsq(_Tall):
+    name = "lstsq"
+    summary = "least squares, m >= n"
+
+    def flops(self, p: dict[str, Any]) -> float:
+        m, n = self._long_short(p)
+        return 2 * m * n**2 - 2 / 3 * n**3 + 4 * m * n  # Householder QR, apply Q^T, back-substitute
+
+    def output_elements(self, p: dict[str, Any]) -> float:
+        return float(p["n"])
+
+
+OPS = [Matmul(), BatchedMatmul(), Solve(), Cholesky(), Qr(), Svd(), Eigh(), Lstsq()]

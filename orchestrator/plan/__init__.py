@@ -1,0 +1,1 @@
+"""Planning: choose a placement per job and place the batch on the hardware's devices."""

@@ -1,0 +1,124 @@
+"""`orch plan`: predict every job on every candidate placement, choose, and schedule the batch."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware, Prediction, candidates, predict
+from orchestrator.errors import EnvironmentUnavailable, InputError
+from orchestrator.ops import ITEMSIZE
+from orchestrator.ops import get as get_op
+from orchestrator.placement import Placement
+from orchestrator.plan.schedule import Slot, balance, list_schedule
+from orchestrator.workload.model import Job, Workload
+
+INPUT_GENERATION_BYTES_PER_S = 1e9  # synthetic inputs made on the worker (estimate: NumPy RNG)
+
+
+class Objective(str, enum.Enum):
+    time = "time"
+    cost = "cost"
+    energy = "energy"
+
+
+_BETTER = {"time": "faster", "cost": "cheaper", "energy": "less energy"}
+
+
+@dataclass
+class JobPlan:
+    job: Job
+    candidates: list[Prediction]
+    chosen: Prediction
+    runner_up: Prediction | None
+    reason: str
+    slot: Slot | None = None
+
+    @property
+    def speedup(self) -> float | None:
+        if self.runner_up is None:
+            return None
+        return self.runner_up.predicted_s / self.chosen.predicted_s
+
+
+@dataclass
+class Plan:
+    workload: str
+    profile: str
+    objective: str
+    jobs: list[JobPlan] = field(default_factory=list)
+    makespan_s: float = 0.0
+
+
+def busy_s(job: Job, prediction: Prediction) -> float:
+    """Wall time a job holds its devices: inputs made, warm-up and timed executions, scheduling."""
+    op = get_op(job.op)
+    setup = op.working_set_elements(job.params) * ITEMSIZE[job.dtype] / INPUT_GENERATION_BYTES_PER_S
+    return setup + (job.warmup + job.repeats) * prediction.predicted_s + TASK_OVERHEAD_S
+
+
+def _reason(chosen: Prediction, runner_up: Prediction | None, infeasible: list[Prediction], objective: str) -> str:
+    head = f"{chosen.bound}-bound"
+    if runner_up is None:
+        if infeasible:
+            other = infeasible[0]
+            return f"{head}; only feasible placement ({other.placement}: {other.note})"
+        return f"{head}; only candidate"
+    ratio = runner_up.objective_value(objective) / max(chosen.objective_value(objective), 1e-300)
+    transfer = " including transfer" if chosen.terms.get("transfer_s", 0) > 0 or runner_up.terms.get("transfer_s", 0) > 0 else ""
+    return f"{head}; {chosen.placement} {ratio:.3g}x {_BETTER[objective]} than {runner_up.placement}{transfer}"
+
+
+def _job_plan(job: Job, hw: Hardware, objective: str, forced: Placement | None) -> JobPlan:
+    preds = [predict(job, placement, hw) for placement in candidates(hw)]
+    wanted = forced or (None if job.placement == "auto" else Placement.parse(job.placement))
+    if wanted is not None and str(wanted) not in {p.placement for p in preds}:
+        preds.append(predict(job, wanted, hw))
+    feasible = sorted((p for p in preds if p.feasible), key=lambda p: p.objective_value(objective))
+    infeasible = [p for p in preds if not p.feasible]
+    if wanted is not None:
+        match = next(p for p in preds if p.placement == str(wanted))
+        if not match.feasible:
+            raise EnvironmentUnavailable(f"{job.source or job.name}: placement {wanted} cannot run on {hw.name}: {match.note}")
+        others = [p for p in feasible if p is not match]
+        return JobPlan(job, preds, match, others[0] if others else None, f"{match.bound}-bound; placement {wanted} was forced")
+    if not feasible:
+        notes = "; ".join(f"{p.placement}: {p.note}" for p in infeasible)
+        raise EnvironmentUnavailable(f"{job.source}: job '{job.name}' fits no placement on {hw.name} ({notes})")
+    if objective != "time" and feasible[0].objective_value(objective) == float("inf"):
+        figure = "price_usd_per_hour" if objective == "cost" else "power figures"
+        raise InputError(f"profile {hw.name}: --objective {objective} needs {figure} in the profile",
+                         fix=f"add {figure} to the profile, or use --objective time")
+    runner_up = feasible[1] if len(feasible) > 1 else None
+    return JobPlan(job, preds, feasible[0], runner_up, _reason(feasible[0], runner_up, infeasible, objective))
+
+
+def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced: Placement | None = None) -> Plan:
+    """Choose per job, then place the batch: the better of (each job at its own best, list-
+    scheduled) and (earliest finish among feasible placements) by makespan."""
+    plan = Plan(workload.name, hw.name, objective, [_job_plan(job, hw, objective, forced) for job in workload.jobs])
+    gpus = len(hw.gpus)
+
+    def options(jp: JobPlan, every: bool) -> list[tuple[Placement, float]]:
+        chosen = [(Placement.parse(jp.chosen.placement), busy_s(jp.job, jp.chosen))]
+        if not every or jp.job.placement != "auto" or forced is not None:
+            return chosen
+        rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates if p.feasible and p is not jp.chosen)
+        return chosen + [(Placement.parse(name), busy) for busy, name in rest]
+
+    keyed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs)]
+    if objective == "time":
+        slots = balance([(key, options(jp, True)) for key, jp in keyed], hw.nodes, gpus)
+    else:
+        slots = list_schedule([(key, options(jp, False)) for key, jp in keyed], hw.nodes, gpus, choose=False)
+    for key, jp in keyed:
+        jp.slot = slots[key]
+        if jp.slot.placement != jp.chosen.placement:
+            best = jp.chosen
+            jp.chosen = next(p for p in jp.candidates if p.placement == jp.slot.placement)
+            jp.runner_up = best
+            jp.reason = (f"{jp.chosen.bound}-bound; {best.placement} is "
+                         f"{jp.chosen.predicted_s / best.predicted_s:.3g}x faster but busy; "
+                         f"{jp.chosen.placement} finishes the batch sooner")
+    plan.makespan_s = max((jp.slot.finish_s for jp in plan.jobs), default=0.0)
+    return plan

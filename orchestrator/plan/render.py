@@ -1,0 +1,102 @@
+"""Print a plan: rich table, JSON/YAML per the contract, and `--explain JOB`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.errors import InputError, did_you_mean
+from orchestrator.plan.planner import JobPlan, Plan
+from orchestrator.units import seconds
+
+TERMS = ("overhead_s", "compute_s", "memory_s", "transfer_s", "communication_s")
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.6g}")
+
+
+def _candidate(p: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"placement": p.placement, "feasible": p.feasible}
+    if p.feasible:
+        entry.update(predicted_s=_round(p.predicted_s), bound=p.bound,
+                     cost_usd=_round(p.cost_usd), energy_j=_round(p.energy_j),
+                     terms={k: _round(v) for k, v in p.terms.items()})
+    if p.note:
+        entry["note"] = p.note
+    return entry
+
+
+def _job(jp: JobPlan) -> dict[str, Any]:
+    return {
+        "name": jp.job.name,
+        "op": jp.job.op,
+        "placement": jp.chosen.placement,
+        "predicted_s": _round(jp.chosen.predicted_s),
+        "bound": jp.chosen.bound,
+        "reason": jp.reason,
+        "speedup_over_runner_up": _round(jp.speedup),
+        "runner_up": jp.runner_up.placement if jp.runner_up else None,
+        "cost_usd": _round(jp.chosen.cost_usd),
+        "energy_j": _round(jp.chosen.energy_j),
+        "devices": jp.slot.devices if jp.slot else [],
+        "start_s": _round(jp.slot.start_s) if jp.slot else None,
+        "dtype": jp.job.dtype,
+        "data": jp.job.data,
+        "candidates": [_candidate(p) for p in jp.candidates],
+    }
+
+
+def to_data(plan: Plan) -> dict[str, Any]:
+    return {"workload": plan.workload, "profile": plan.profile, "objective": plan.objective,
+            "makespan_s": _round(plan.makespan_s), "jobs": [_job(jp) for jp in plan.jobs]}
+
+
+def as_json(plan: Plan) -> str:
+    return json.dumps(to_data(plan), indent=2)
+
+
+def as_yaml(plan: Plan) -> str:
+    return yaml.safe_dump(to_data(plan), sort_keys=False)
+
+
+def print_table(plan: Plan, console: Console) -> None:
+    table = Table(title=f"plan for {plan.workload} on {plan.profile} (objective: {plan.objective})",
+                  title_justify="left")
+    for column, justify in (("job", "left"), ("placement", "left"), ("predicted", "right"),
+                            ("bound", "left"), ("vs runner-up", "right"), ("reason", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for jp in plan.jobs:
+        speedup = f"{jp.speedup:.3g}x" if jp.speedup else "-"
+        table.add_row(*map(Text, (jp.job.name, jp.chosen.placement, seconds(jp.chosen.predicted_s),
+                                  jp.chosen.bound, speedup, jp.reason)))
+    console.print(table)
+    console.print(f"makespan {seconds(plan.makespan_s)} for {len(plan.jobs)} jobs "
+                  "(inputs made, warm-up and repeats included)")
+
+
+def print_explain(plan: Plan, job_name: str, console: Console) -> None:
+    match = [jp for jp in plan.jobs if jp.job.name == job_name]
+    if not match:
+        raise InputError(f"--explain: no job '{job_name}' in {plan.workload}; "
+                         f"{did_you_mean(job_name, [jp.job.name for jp in plan.jobs])}")
+    jp = match[0]
+    params = ", ".join(f"{k}={v}" for k, v in jp.job.params.items())
+    console.print(Text(f"{jp.job.name}: {jp.job.op}({params}) dtype={jp.job.dtype} data={jp.job.data}"))
+    table = Table("placement", *[t.removesuffix("_s") for t in TERMS], "predicted", "bound", "cost", "energy", "note")
+    for p in jp.candidates:
+        if not p.feasible:
+            table.add_row(p.placement, *["-"] * (len(TERMS) + 4), Text(p.note or ""))
+            continue
+        marker = " *" if p is jp.chosen else ""
+        table.add_row(p.placement + marker, *[seconds(p.terms[t]) for t in TERMS], seconds(p.predicted_s), p.bound,
+                      f"${p.cost_usd:.3g}" if p.cost_usd is not None else "-",
+                      f"{p.energy_j:.3g} J" if p.energy_j is not None else "-", Text(p.note or ""))
+    console.print(table)
+    console.print(Text(f"chosen: {jp.chosen.placement} — {jp.reason}"))
+    console.print("predicted = overhead + max(compute, memory) + transfer + communication (docs/cost-model.md)")
