@@ -11,6 +11,7 @@ from typing import Annotated
 import click
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from orchestrator.errors import EXIT_BAD_INPUT, OrchError
 
@@ -163,6 +164,9 @@ def plan(
         except ValueError as exc:
             raise InputError(f"--placement: {exc} (got {placement!r})") from None
     result = make_plan(loaded, hardware_for(load_profile(profile)), objective.value, forced)
+    for job_plan in result.jobs:
+        if job_plan.chosen is None:
+            stderr.print(Text(f"warning: {job_plan.job.source}: job '{job_plan.job.name}' {job_plan.reason}"))
     if explain:
         render.print_explain(result, explain, stdout)
     elif fmt is Format.json:

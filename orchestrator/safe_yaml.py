@@ -12,6 +12,7 @@ from orchestrator.errors import InputError
 MAX_FILE_BYTES = 4 << 20
 MAX_DEPTH = 32
 MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 1_000_000  # what the document would be with every alias expanded
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -34,6 +35,26 @@ class _BoundedLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Node count with aliases expanded, computed once per distinct node (billion laughs guard)."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        if isinstance(node, yaml.ScalarNode):
+            sizes[id(node)] = 1
+            continue
+        kids = [k for pair in node.value for k in pair] if isinstance(node, yaml.MappingNode) else list(node.value)
+        if children_done:
+            sizes[id(node)] = 1 + sum(sizes.get(id(k), 0) for k in kids)
+            continue
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in kids if id(kid) not in sizes)
+    return sizes[id(root)]
 
 
 def load_file(path: Path, error: type[InputError]) -> Any:
@@ -61,7 +82,12 @@ def load_file(path: Path, error: type[InputError]) -> Any:
 def load_text(text: str, source: str, error: type[InputError]) -> Any:
     loader = _BoundedLoader(text)
     try:
-        return loader.get_single_data()
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node) > MAX_EXPANDED_NODES:
+            raise error(f"{source}: invalid YAML: aliases expand to more than {MAX_EXPANDED_NODES} nodes")
+        return loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""

@@ -127,7 +127,8 @@ def predict(job: Job, placement: Placement, hw: Hardware) -> Prediction:
     if op.kernel is Kernel.PYTHON:
         terms["compute_s"] = p["n"] * rates.python_element_s(hw.node.cpu)
     else:
-        size = op.gemm_size(p, kind) / (share ** (1 / 3))
+        work_per_call = op.flops(p) / share / op.calls(p, kind)
+        size = (work_per_call / 2) ** (1 / 3)  # the square GEMM with that work
         rate = rates.compute_rate(op.kernel, device, job.dtype, size)
         if rate is None:
             return _infeasible(placement, f"{getattr(device, 'name', 'cpu')} has no {job.dtype} support")
@@ -146,10 +147,13 @@ def predict(job: Job, placement: Placement, hw: Hardware) -> Prediction:
     moves_data = op.split is not Split.DATA_PARALLEL
     if placement.device == "gpu" and job.data == "host":
         gpu = hw.gpus[0]
-        # every GPU has its own host link; each receives its shard plus the replicated part
-        h2d = (in_bytes - repl_bytes) / share + repl_bytes
+        # one process scatters the shards from host memory (and copies the replicated part to
+        # every GPU of its node): the copies share the host side, so they add up
+        gpus_here = placement.gpus if split else 1
+        h2d = (in_bytes - repl_bytes) / placement.nodes + repl_bytes * gpus_here
         latency = gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
-        terms["transfer_s"] = h2d / rates.h2d_bandwidth(gpu) + out_bytes / share / rates.d2h_bandwidth(gpu) + 2 * latency
+        terms["transfer_s"] = (h2d / rates.h2d_bandwidth(gpu) + out_bytes / placement.nodes / rates.d2h_bandwidth(gpu)
+                               + 2 * latency * gpus_here)
     elif placement.device == "cpu" and job.data == "device" and hw.gpus:
         gpu = hw.gpus[0]
         terms["transfer_s"] = in_bytes / rates.d2h_bandwidth(gpu) + out_bytes / rates.h2d_bandwidth(gpu)

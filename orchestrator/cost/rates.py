@@ -46,6 +46,13 @@ def _curve_rate(curve: dict[int, float], size: float) -> float:
     """Log-log interpolation along a measured curve; flat beyond the largest size, falling
     linearly with size below the smallest (where fixed costs dominate anyway)."""
     sizes = sorted(curve)
+    # Keep the model's shape (more work never predicts less time): along the curve the rate
+    # never falls (a drop at a larger size is noise or a cache effect the model does not
+    # predict) and grows at most as n^3 (so the time of one GEMM, 2n^3/rate, never falls).
+    clean = {sizes[0]: curve[sizes[0]]}
+    for lo, hi in zip(sizes, sizes[1:]):
+        clean[hi] = min(max(curve[hi], clean[lo]), clean[lo] * (hi / lo) ** 3)
+    curve = clean
     if size <= sizes[0]:
         return curve[sizes[0]] * size / sizes[0]
     if size >= sizes[-1]:

@@ -79,9 +79,10 @@ class Op(abc.ABC):
         """Library calls / kernel launches per execution (each pays dispatch or launch latency)."""
         return 1
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
-        """Square size n whose GEMM efficiency this op's compute runs at."""
-        return 1.0
+    def calls(self, p: dict[str, Any], device: str) -> int:
+        """GEMM-like calls the compute is made of: each runs at the measured rate for its share of
+        the work (flops / calls). Never decreases when the work grows."""
+        return 1
 
     def collectives(self, p: dict[str, Any]) -> int:
         """All-reduces per execution when split (SHARDS_REDUCE: 1; DATA_PARALLEL: per step)."""

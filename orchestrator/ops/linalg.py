@@ -31,10 +31,6 @@ class Matmul(Op):
     def replicated_elements(self, p: dict[str, Any]) -> float:
         return float(p["k"] * p["n"])
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
-        return float(p["m"] * p["n"] * p["k"]) ** (1 / 3)
-
-
 class BatchedMatmul(Matmul):
     name = "batched_matmul"
     summary = "a batch of independent matmuls"
@@ -55,11 +51,16 @@ class BatchedMatmul(Matmul):
     def kernels(self, p: dict[str, Any]) -> int:
         return 1
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
+    def calls(self, p: dict[str, Any], device: str) -> int:
         # A GPU's batched kernel fills the device with the whole batch; CPU BLAS goes matrix by
-        # matrix (threaded over the batch), so each runs at its own size.
-        per = float(p["m"] * p["n"] * p["k"])
-        return (per * p["batch"]) ** (1 / 3) if device == "gpu" else per ** (1 / 3)
+        # matrix, so each runs at its own size.
+        return 1 if device == "gpu" else p["batch"]
+
+
+def _panels(n: int) -> int:
+    """Blocked LAPACK / cuSOLVER factorisations update the trailing matrix once per panel of
+    (typically) 256 columns (LAPACK's ILAENV block sizes are 32-256)."""
+    return max(1, -(-n // 256))
 
 
 class _Square(Op):
@@ -76,8 +77,8 @@ class _Square(Op):
     def output_elements(self, p: dict[str, Any]) -> float:
         return float(p["n"]) ** 2
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
-        return float(p["n"])
+    def calls(self, p: dict[str, Any], device: str) -> int:
+        return _panels(p["n"])
 
 
 class Solve(_Square):
@@ -133,8 +134,8 @@ class _Tall(Op):
         small = min(p["m"], p["n"])
         return float(p["m"] * small + small * p["n"])
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
-        return float(min(p["m"], p["n"]))
+    def calls(self, p: dict[str, Any], device: str) -> int:
+        return _panels(min(p["m"], p["n"]))
 
     @staticmethod
     def _long_short(p: dict[str, Any]) -> tuple[float, float]:

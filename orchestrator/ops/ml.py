@@ -41,8 +41,8 @@ class Kmeans(Op):
     def kernels(self, p: dict[str, Any]) -> int:
         return 8 * p["iterations"]
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
-        return float(p["samples"] * p["features"] * p["clusters"]) ** (1 / 3)
+    def calls(self, p: dict[str, Any], device: str) -> int:
+        return p["iterations"]
 
     def collectives(self, p: dict[str, Any]) -> int:
         return p["iterations"]
@@ -86,12 +86,8 @@ class _Training(Op):
     def kernels(self, p: dict[str, Any]) -> int:
         return self.steps(p) * (_LAUNCHES_PER_LAYER * len(self.layers(p)) + _LAUNCHES_PER_STEP)
 
-    def gemm_size(self, p: dict[str, Any], device: str) -> float:
-        # the step's GEMMs are batch_size x in x out; weight by their work
-        layers = self.layers(p)
-        work = [i * o for i, o in layers]
-        sizes = [float(min(p["batch_size"], p["samples"]) * i * o) ** (1 / 3) for i, o in layers]
-        return sum(s * w for s, w in zip(sizes, work)) / max(sum(work), 1)
+    def calls(self, p: dict[str, Any], device: str) -> int:
+        return self.steps(p) * len(self.layers(p)) * 3  # forward, and two GEMMs backward per layer
 
     def collectives(self, p: dict[str, Any]) -> int:
         return self.steps(p)

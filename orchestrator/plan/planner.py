@@ -29,14 +29,14 @@ _BETTER = {"time": "faster", "cost": "cheaper", "energy": "less energy"}
 class JobPlan:
     job: Job
     candidates: list[Prediction]
-    chosen: Prediction
+    chosen: Prediction | None  # None: no placement can run it (each candidate's note says why)
     runner_up: Prediction | None
     reason: str
     slot: Slot | None = None
 
     @property
     def speedup(self) -> float | None:
-        if self.runner_up is None:
+        if self.runner_up is None or self.chosen is None:
             return None
         return self.runner_up.predicted_s / self.chosen.predicted_s
 
@@ -84,7 +84,7 @@ def _job_plan(job: Job, hw: Hardware, objective: str, forced: Placement | None) 
         return JobPlan(job, preds, match, others[0] if others else None, f"{match.bound}-bound; placement {wanted} was forced")
     if not feasible:
         notes = "; ".join(f"{p.placement}: {p.note}" for p in infeasible)
-        raise EnvironmentUnavailable(f"{job.source}: job '{job.name}' fits no placement on {hw.name} ({notes})")
+        return JobPlan(job, preds, None, None, f"fits no placement on {hw.name} ({notes})")
     if objective != "time" and feasible[0].objective_value(objective) == float("inf"):
         figure = "price_usd_per_hour" if objective == "cost" else "power figures"
         raise InputError(f"profile {hw.name}: --objective {objective} needs {figure} in the profile",
@@ -99,6 +99,8 @@ def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced:
     plan = Plan(workload.name, hw.name, objective, [_job_plan(job, hw, objective, forced) for job in workload.jobs])
     gpus = len(hw.gpus)
 
+    placed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs) if jp.chosen is not None]
+
     def options(jp: JobPlan, every: bool) -> list[tuple[Placement, float]]:
         chosen = [(Placement.parse(jp.chosen.placement), busy_s(jp.job, jp.chosen))]
         if not every or jp.job.placement != "auto" or forced is not None:
@@ -106,7 +108,7 @@ def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced:
         rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates if p.feasible and p is not jp.chosen)
         return chosen + [(Placement.parse(name), busy) for busy, name in rest]
 
-    keyed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs)]
+    keyed = placed
     if objective == "time":
         slots = balance([(key, options(jp, True)) for key, jp in keyed], hw.nodes, gpus)
     else:
@@ -120,5 +122,5 @@ def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced:
             jp.reason = (f"{jp.chosen.bound}-bound; {best.placement} is "
                          f"{jp.chosen.predicted_s / best.predicted_s:.3g}x faster but busy; "
                          f"{jp.chosen.placement} finishes the batch sooner")
-    plan.makespan_s = max((jp.slot.finish_s for jp in plan.jobs), default=0.0)
+    plan.makespan_s = max((jp.slot.finish_s for _, jp in keyed), default=0.0)
     return plan

@@ -33,17 +33,18 @@ def _candidate(p: Any) -> dict[str, Any]:
 
 
 def _job(jp: JobPlan) -> dict[str, Any]:
+    chosen = jp.chosen
     return {
         "name": jp.job.name,
         "op": jp.job.op,
-        "placement": jp.chosen.placement,
-        "predicted_s": _round(jp.chosen.predicted_s),
-        "bound": jp.chosen.bound,
+        "placement": chosen.placement if chosen else None,
+        "predicted_s": _round(chosen.predicted_s) if chosen else None,
+        "bound": chosen.bound if chosen else None,
         "reason": jp.reason,
         "speedup_over_runner_up": _round(jp.speedup),
         "runner_up": jp.runner_up.placement if jp.runner_up else None,
-        "cost_usd": _round(jp.chosen.cost_usd),
-        "energy_j": _round(jp.chosen.energy_j),
+        "cost_usd": _round(chosen.cost_usd) if chosen else None,
+        "energy_j": _round(chosen.energy_j) if chosen else None,
         "devices": jp.slot.devices if jp.slot else [],
         "start_s": _round(jp.slot.start_s) if jp.slot else None,
         "dtype": jp.job.dtype,
@@ -73,6 +74,9 @@ def print_table(plan: Plan, console: Console) -> None:
         table.add_column(column, justify=justify, overflow="fold")
     for jp in plan.jobs:
         speedup = f"{jp.speedup:.3g}x" if jp.speedup else "-"
+        if jp.chosen is None:
+            table.add_row(*map(Text, (jp.job.name, "none", "-", "-", "-", jp.reason)))
+            continue
         table.add_row(*map(Text, (jp.job.name, jp.chosen.placement, seconds(jp.chosen.predicted_s),
                                   jp.chosen.bound, speedup, jp.reason)))
     console.print(table)
@@ -98,5 +102,5 @@ def print_explain(plan: Plan, job_name: str, console: Console) -> None:
                       f"${p.cost_usd:.3g}" if p.cost_usd is not None else "-",
                       f"{p.energy_j:.3g} J" if p.energy_j is not None else "-", Text(p.note or ""))
     console.print(table)
-    console.print(Text(f"chosen: {jp.chosen.placement} — {jp.reason}"))
+    console.print(Text(f"chosen: {jp.chosen.placement if jp.chosen else 'none'} — {jp.reason}"))
     console.print("predicted = overhead + max(compute, memory) + transfer + communication (docs/cost-model.md)")

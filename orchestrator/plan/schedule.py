@@ -76,11 +76,12 @@ def makespan(slots: dict[str, Slot]) -> float:
 
 
 def balance(jobs: list[tuple[str, list[tuple[Placement, float]]]], nodes: int, gpus_per_node: int,
-            min_gain: float = 0.05) -> dict[str, Slot]:
+            min_gain: float = 0.10, give_back: float = 0.05) -> dict[str, Slot]:
     """Each job at its own best, unless moving some elsewhere shortens the batch by `min_gain`.
 
-    After the earliest-finish pass, a job that left its own best goes back wherever that does not
-    lengthen the batch (smallest first), so small jobs are not moved for nothing.
+    After the earliest-finish pass, a job that left its own best goes back (smallest first)
+    while that lengthens the batch by at most `give_back`, so small jobs are not moved for
+    nothing.
     """
     own = list_schedule(jobs, nodes, gpus_per_node, choose=False)
     spread = list_schedule(jobs, nodes, gpus_per_node, choose=True)
@@ -99,8 +100,8 @@ def balance(jobs: list[tuple[str, list[tuple[Placement, float]]]], nodes: int, g
     for name in moved:
         placement, busy = best[name]
         start, _ = machines.earliest(placement)
-        if start + busy <= bound:
+        if start + busy <= bound * (1 + give_back):
             machines.book(placement, busy)
             choice[name] = best[name]
     settled = list_schedule([(name, [choice[name]]) for name, _ in jobs], nodes, gpus_per_node, choose=False)
-    return settled if makespan(settled) <= bound * 1.001 else spread
+    return settled if makespan(settled) <= bound * (1 + give_back) else spread

@@ -1,0 +1,104 @@
+"""Property tests of the cost model and planner (hypothesis), over every op and bundled profile."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from orchestrator import ops
+from orchestrator.cost.model import candidates, predict
+from orchestrator.cost.rates import gemm_rate
+from orchestrator.plan.hardware import hardware_for
+from orchestrator.plan.planner import busy_s, make_plan
+from orchestrator.plan.schedule import list_schedule, makespan
+from orchestrator.placement import Placement
+from orchestrator.profile import store
+from orchestrator.workload.model import Job, Workload
+
+PROFILES = ["h100-sxm", "h100-sxm-8", "a100-80gb", "l4", "t4", "cpu-c7i-8xlarge", "cpu-c7i-8xlarge-x4", "h100-sxm-8-x4"]
+HARDWARE = {name: hardware_for(store.resolve(name)) for name in PROFILES}
+SIZES = st.integers(1, 1 << 16)
+
+
+@st.composite
+def jobs(draw, max_size: int = 1 << 16):
+    op = ops.get(draw(st.sampled_from(ops.names())))
+    params = {}
+    for name, spec in op.params.items():
+        if spec.kind == "size_list":
+            params[name] = draw(st.lists(st.integers(1, 4096), min_size=1, max_size=3))
+        else:
+            params[name] = draw(st.integers(1, max_size if name not in ("iterations", "epochs") else 20))
+    if op.name == "lstsq" and params["m"] < params["n"]:
+        params["m"], params["n"] = params["n"], params["m"]
+    dtype = draw(st.sampled_from(op.dtypes))
+    data = draw(st.sampled_from(["host", "device"]))
+    return Job(name="j", op=op.name, params=params, dtype=dtype, data=data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(jobs(), st.sampled_from(PROFILES), st.data())
+def test_more_work_never_predicts_less_time(job, profile, data):
+    hw = HARDWARE[profile]
+    op = ops.get(job.op)
+    # batch_size is not work: the same samples in larger batches may well run faster
+    grow = data.draw(st.sampled_from([p for p, s in op.params.items() if s.kind == "size" and p != "batch_size"]))
+    factor = data.draw(st.integers(2, 16))
+    bigger_params = {**job.params, grow: job.params[grow] * factor}
+    if op.name == "lstsq" and bigger_params["m"] < bigger_params["n"]:
+        return
+    bigger = Job(**{**job.__dict__, "params": bigger_params})
+    for placement in candidates(hw):
+        small, large = predict(job, placement, hw), predict(bigger, placement, hw)
+        if small.feasible and large.feasible:
+            assert large.predicted_s >= small.predicted_s * (1 - 1e-9), (placement, grow, small.terms, large.terms)
+
+
+@settings(max_examples=200, deadline=None)
+@given(jobs(max_size=1 << 20), st.sampled_from(PROFILES), st.sampled_from(["time", "cost", "energy"]))
+def test_chosen_is_feasible_and_minimises_the_objective(job, profile, objective):
+    hw = HARDWARE[profile]
+    preds = [predict(job, p, hw) for p in candidates(hw)]
+    assume(any(p.feasible for p in preds))
+    plan = make_plan(Workload("w", "w.yaml", "", [job]), hw, objective)
+    (jp,) = plan.jobs
+    assert jp.chosen.feasible
+    best = min(p.objective_value(objective) for p in jp.candidates if p.feasible)
+    assert jp.chosen.objective_value(objective) == pytest.approx(best)
+    assert all(p.feasible or p.note for p in jp.candidates)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(jobs(max_size=1 << 12), min_size=2, max_size=25), st.sampled_from(PROFILES))
+def test_batch_never_slower_than_each_job_at_its_own_best(batch, profile):
+    hw = HARDWARE[profile]
+    named = [Job(**{**job.__dict__, "name": f"j{i}"}) for i, job in enumerate(batch)]
+    plan = make_plan(Workload("w", "w.yaml", "", named), hw, "time")
+    for jp in plan.jobs:
+        assert jp.chosen.feasible
+    own = list_schedule(
+        [(str(i), [(Placement.parse(min((p for p in jp.candidates if p.feasible), key=lambda p: p.predicted_s).placement),
+                    busy_s(jp.job, min((p for p in jp.candidates if p.feasible), key=lambda p: p.predicted_s)))])
+         for i, jp in enumerate(plan.jobs)], hw.nodes, len(hw.gpus), choose=False)
+    assert plan.makespan_s <= makespan(own) * (1 + 1e-9)
+    assert plan.makespan_s >= max(jp.slot.finish_s - jp.slot.start_s for jp in plan.jobs) - 1e-12
+
+
+def test_infeasible_when_too_big_for_every_gpu():
+    hw = HARDWARE["h100-sxm"]
+    huge = Job(name="huge", op="matmul", params={"m": 100_000, "n": 100_000, "k": 100_000})
+    gpu = predict(huge, Placement("gpu", 1), hw)
+    assert not gpu.feasible and "exceeds" in gpu.note
+
+
+def test_gemm_curve_time_is_monotone_even_with_a_noisy_point():
+    from orchestrator.profile.model import CpuProfile
+
+    cpu = CpuProfile(cores_physical=1, cores_logical=1, memory_total_bytes=1 << 30,
+                     gemm_flops={"float32": {64: 1e9, 128: 1e12, 256: 2e11}})
+    times = [2 * n**3 / gemm_rate(cpu, "float32", n) for n in (32, 64, 100, 128, 200, 256, 512)]
+    assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(times, times[1:]))
+    assert math.isfinite(times[-1])

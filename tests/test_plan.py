@@ -1,0 +1,175 @@
+"""`orch plan` end to end: the seed observations on the bundled H100 profile, CPU-only
+profiles, multi-GPU and multi-node placements, objectives, golden outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli import matches_golden, orch
+
+DATA = Path(__file__).parent / "data"
+
+
+def _plan(workload: str | Path, *args: str) -> dict:
+    result = orch("plan", str(workload), "--format", "json", *args)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _by_name(plan: dict) -> dict[str, dict]:
+    return {job["name"]: job for job in plan["jobs"]}
+
+
+@pytest.fixture(scope="module")
+def h100_plan() -> dict[str, dict]:
+    return _by_name(_plan(DATA / "must_show.yaml", "--profile", "h100-sxm"))
+
+
+def test_contract_fields(h100_plan):
+    for job in h100_plan.values():
+        assert {"name", "op", "placement", "predicted_s", "bound", "reason", "candidates"} <= set(job)
+        assert job["bound"] in {"compute", "memory", "transfer", "communication", "overhead"}
+        for candidate in job["candidates"]:
+            assert {"placement", "feasible"} <= set(candidate)
+            assert candidate["feasible"] or candidate["note"]
+
+
+def test_tiny_jobs_stay_on_cpu(h100_plan):
+    assert h100_plan["tiny-dot"]["placement"] == "cpu"
+    assert h100_plan["tiny-matmul"]["placement"] == "cpu"
+
+
+def test_python_loop_is_cpu_only(h100_plan):
+    loop = h100_plan["loop"]
+    assert loop["placement"] == "cpu"
+    (gpu,) = [c for c in loop["candidates"] if c["placement"] == "gpu"]
+    assert gpu["feasible"] is False and "CPU only" in gpu["note"]
+
+
+def test_big_dot_depends_on_where_the_data_is(h100_plan):
+    host, device = h100_plan["dot-host"], h100_plan["dot-device"]
+    assert host["placement"] == "cpu"
+    gpu_from_host = next(c for c in host["candidates"] if c["placement"] == "gpu")
+    assert gpu_from_host["terms"]["transfer_s"] > next(
+        c for c in host["candidates"] if c["placement"] == "cpu")["terms"]["memory_s"]
+    assert device["placement"] == "gpu"
+
+
+def test_large_compute_goes_to_gpu_and_bf16_beats_fp32(h100_plan):
+    assert h100_plan["gemm-8k"]["placement"] == "gpu"
+    assert h100_plan["mlp-large"]["placement"] == "gpu"
+    assert h100_plan["gemm-8k-bf16"]["predicted_s"] < h100_plan["gemm-8k"]["predicted_s"]
+    cpu = next(c for c in h100_plan["gemm-8k"]["candidates"] if c["placement"] == "cpu")
+    assert cpu["predicted_s"] / h100_plan["gemm-8k"]["predicted_s"] > 10
+
+
+def test_too_large_for_gpu_memory_is_infeasible_with_note(h100_plan):
+    huge = h100_plan["gemm-huge"]
+    gpu = next(c for c in huge["candidates"] if c["placement"] == "gpu")
+    assert gpu["feasible"] is False and "exceeds" in gpu["note"]
+    assert huge["placement"] == "cpu"
+
+
+@pytest.mark.parametrize("profile", ["cpu-c7i-48xlarge", "cpu-c7i-8xlarge-x4"])
+def test_cpu_only_profiles_put_everything_on_cpu(profile):
+    plan = _plan(DATA / "must_show.yaml", "--profile", profile)
+    placed = [job["placement"] for job in plan["jobs"] if job["placement"] is not None]
+    assert len(placed) >= len(plan["jobs"]) - 1  # 120 GB matmul: B replicated does not fit 64 GiB nodes
+    assert {placement.split("@")[0] for placement in placed} == {"cpu"}
+
+
+def test_a_job_that_fits_nowhere_is_reported_not_placed():
+    result = orch("plan", str(DATA / "must_show.yaml"), "--profile", "cpu-c7i-8xlarge", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    jobs = _by_name(json.loads(result.stdout))
+    assert jobs["gemm-huge"]["placement"] is None and "fits no placement" in jobs["gemm-huge"]["reason"]
+    assert "warning" in result.stderr and "gemm-huge" in result.stderr
+    assert {job["placement"] for name, job in jobs.items() if name != "gemm-huge"} == {"cpu"}
+
+
+def test_second_gpu_helps_only_when_work_outweighs_transfer():
+    plan = _by_name(_plan(DATA / "multi_gpu.yaml", "--profile", "h100-sxm-8"))
+    small = {c["placement"]: c for c in plan["small-matmul"]["candidates"]}
+    assert plan["small-matmul"]["placement"] in ("gpu", "gpu:2")
+    assert small["gpu:8"]["predicted_s"] > small[plan["small-matmul"]["placement"]]["predicted_s"]
+    assert small["gpu:8"]["terms"]["transfer_s"] > small["gpu:8"]["terms"]["compute_s"]
+    assert plan["huge-matmul"]["placement"].startswith("gpu:")
+    big = plan["huge-matmul"]
+    one = next(c for c in big["candidates"] if c["placement"] == "gpu")
+    assert one["feasible"] is False  # 240 GB does not fit one H100, it does split across eight
+    assert plan["big-training"]["placement"].startswith("gpu:")
+
+
+def test_multi_node_placements_offered_and_accepted():
+    plan = _by_name(_plan(DATA / "multi_gpu.yaml", "--profile", "h100-sxm-8-x4"))
+    placements = {c["placement"] for c in plan["huge-matmul"]["candidates"]}
+    assert {"cpu@2", "cpu@4", "gpu:8@2", "gpu:8@4"} <= placements
+    refused = orch("plan", str(DATA / "multi_gpu.yaml"), "--profile", "h100-sxm-8-x4", "--placement", "gpu:8@2")
+    assert refused.returncode == 3 and "1-D FFT" in refused.stderr  # fft does not split across nodes
+    forced = _plan(DATA / "multi_node.yaml", "--profile", "cpu-c7i-8xlarge-x4", "--placement", "cpu@4")
+    assert {job["placement"] for job in forced["jobs"]} == {"cpu@4"}
+    chosen = _by_name(_plan(DATA / "multi_node.yaml", "--profile", "cpu-c7i-8xlarge-x4"))
+    assert chosen["matmul-16k"]["placement"].startswith("cpu@")  # 8.8 TFLOP outweighs the network
+    assert chosen["dot-1g"]["placement"] == "cpu"  # 8 GB over 12.5 Gbit/s costs more than reading it
+
+
+def test_objectives_differ_and_need_their_figures(tmp_path):
+    time_plan = _plan(DATA / "must_show.yaml", "--profile", "h100-sxm", "--objective", "time")
+    energy = _plan(DATA / "must_show.yaml", "--profile", "h100-sxm", "--objective", "energy")
+    assert energy["objective"] == "energy"
+    for job in energy["jobs"]:
+        feasible = [c for c in job["candidates"] if c["feasible"]]
+        chosen = next(c for c in feasible if c["placement"] == job["placement"])
+        assert chosen["energy_j"] == min(c["energy_j"] for c in feasible)
+    assert time_plan["makespan_s"] > 0
+    no_price = tmp_path / "noprice.yaml"
+    no_price.write_text("version: 1\nname: np\ncpu: {cores_physical: 2, cores_logical: 2, memory_total_bytes: 8000000000}\n")
+    result = orch("plan", str(DATA / "must_show.yaml"), "--profile", str(no_price), "--objective", "cost")
+    assert result.returncode == 2 and "price_usd_per_hour" in result.stderr
+
+
+def test_forced_gpu_on_cpu_only_profile_is_exit_3():
+    result = orch("plan", str(DATA / "must_show.yaml"), "--profile", "cpu-c7i-8xlarge", "--placement", "gpu")
+    assert result.returncode == 3
+    assert "no usable GPU" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_explain_prints_every_term():
+    result = orch("plan", str(DATA / "must_show.yaml"), "--profile", "h100-sxm", "--explain", "dot-host")
+    assert result.returncode == 0, result.stderr
+    for term in ("overhead", "compute", "memory", "transfer", "communication"):
+        assert term in result.stdout
+    missing = orch("plan", str(DATA / "must_show.yaml"), "--profile", "h100-sxm", "--explain", "dot-hots")
+    assert missing.returncode == 2 and "did you mean 'dot-host'" in missing.stderr
+
+
+def test_batch_output_has_devices_and_starts():
+    plan = _plan(DATA / "multi_gpu.yaml", "--profile", "h100-sxm-8")
+    for job in plan["jobs"]:
+        assert job["devices"] and job["start_s"] >= 0
+        assert job["start_s"] + job["predicted_s"] <= plan["makespan_s"] + 1e-9
+
+
+@pytest.mark.parametrize("profile", ["h100-sxm", "cpu-c7i-8xlarge"])
+def test_golden_json(profile):
+    result = orch("plan", "workloads/demo.yaml", "--profile", profile, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert matches_golden(f"plan_demo_{profile}.json", result.stdout)
+
+
+def test_golden_table():
+    result = orch("plan", "workloads/demo.yaml", "--profile", "h100-sxm")
+    assert result.returncode == 0, result.stderr
+    assert matches_golden("plan_demo_h100-sxm.txt", result.stdout)
+
+
+def test_plan_without_profile_profiles_quickly_first(orch_home, monkeypatch):
+    result = orch("plan", "workloads/demo.yaml", "--format", "json", timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "profiling quickly first" in result.stderr
+    assert list((orch_home / "profiles").glob("*.yaml"))
+    again = orch("plan", "workloads/demo.yaml", "--format", "json")
+    assert "profiling" not in again.stderr
