@@ -8,6 +8,7 @@ device lacks, or that the op cannot run on is infeasible, with a note.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -35,7 +36,7 @@ class Hardware:
     nodes: int = 1
     network: Network | None = None
 
-    @property
+    @functools.cached_property
     def gpus(self) -> list[GpuProfile]:
         return self.node.usable_gpus
 

@@ -59,7 +59,13 @@ def to_data(plan: Plan) -> dict[str, Any]:
 
 
 def as_json(plan: Plan) -> str:
-    return json.dumps(to_data(plan), indent=2)
+    """Indented at the top, one compact line per job: readable, and fast for 10,000 jobs
+    (json's C encoder only runs without indent)."""
+    data = to_data(plan)
+    jobs = data.pop("jobs")
+    head = [f"  {json.dumps(key)}: {json.dumps(value)}," for key, value in data.items()]
+    body = ",\n".join("    " + json.dumps(job) for job in jobs)
+    return "{\n" + "\n".join(head) + '\n  "jobs": [\n' + body + ("\n" if jobs else "") + "  ]\n}"
 
 
 def as_yaml(plan: Plan) -> str:

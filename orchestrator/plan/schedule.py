@@ -8,6 +8,7 @@ while the CPUs idle.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from orchestrator.placement import Placement
@@ -24,26 +25,39 @@ class Slot:
 
 
 class Machines:
-    """Free times of every device: per node a `cpu` and `gpu0..gpuN-1`."""
+    """Free times of every device: per node a `cpu` and `gpu0..gpuN-1` (kept sorted)."""
 
     def __init__(self, nodes: int, gpus_per_node: int) -> None:
         self.nodes = nodes
-        self.free: list[dict[str, float]] = [
-            {"cpu": 0.0, **{f"gpu{i}": 0.0 for i in range(gpus_per_node)}} for _ in range(nodes)]
+        self.cpu = [0.0] * nodes
+        self.gpus: list[list[tuple[float, str]]] = [[(0.0, f"gpu{i}") for i in range(gpus_per_node)]
+                                                    for _ in range(nodes)]
 
     def _name(self, node: int, device: str) -> str:
         return device if self.nodes == 1 else f"node{node}/{device}"
 
     def _on_node(self, node: int, placement: Placement) -> tuple[float, list[str]]:
-        free = self.free[node]
         if placement.device == "cpu":
-            return free["cpu"], ["cpu"]
-        gpus = sorted((t, name) for name, t in free.items() if name.startswith("gpu"))[:placement.gpus]
-        return max(t for t, _ in gpus), [name for _, name in gpus]
+            return self.cpu[node], ["cpu"]
+        chosen = self.gpus[node][:placement.gpus]
+        return chosen[-1][0], [name for _, name in chosen]
+
+    def set_free(self, node: int, device: str, when: float) -> None:
+        if device == "cpu":
+            self.cpu[node] = when
+            return
+        others = [entry for entry in self.gpus[node] if entry[1] != device]
+        self.gpus[node] = sorted([*others, (when, device)])
+
+    def free_at(self, node: int, device: str) -> float:
+        return self.cpu[node] if device == "cpu" else next(t for t, name in self.gpus[node] if name == device)
 
     def earliest(self, placement: Placement) -> tuple[float, list[tuple[int, list[str]]]]:
         """When `placement` can start, and on which node/devices."""
-        options = sorted((self._on_node(node, placement), node) for node in range(self.nodes))[:placement.nodes]
+        if self.nodes == 1:
+            start, devices = self._on_node(0, placement)
+            return start, [(0, devices)]
+        options = heapq.nsmallest(placement.nodes, ((self._on_node(node, placement), node) for node in range(self.nodes)))
         start = max(option[0][0] for option in options)
         return start, [(node, devices) for (_, devices), node in options]
 
@@ -51,7 +65,7 @@ class Machines:
         start, where = self.earliest(placement)
         for node, devices in where:
             for device in devices:
-                self.free[node][device] = start + busy_s
+                self.set_free(node, device, start + busy_s)
         names = [self._name(node, device) for node, devices in where for device in devices]
         return Slot(str(placement), names, start, start + busy_s)
 
@@ -64,7 +78,14 @@ def list_schedule(jobs: list[tuple[str, list[tuple[Placement, float]]]], nodes: 
     slots: dict[str, Slot] = {}
     for name, options in order:
         if choose and len(options) > 1:
-            placement, busy = min(options, key=lambda o: (machines.earliest(o[0])[0] + o[1], o[1]))
+            placement, busy = options[0]
+            best_finish = machines.earliest(placement)[0] + busy
+            for option, option_busy in sorted(options[1:], key=lambda o: o[1]):
+                if option_busy >= best_finish:
+                    break  # starts no earlier than 0, so it cannot finish sooner
+                finish = machines.earliest(option)[0] + option_busy
+                if finish < best_finish:
+                    placement, busy, best_finish = option, option_busy, finish
         else:
             placement, busy = options[0]
         slots[name] = machines.book(placement, busy)
@@ -93,7 +114,7 @@ def balance(jobs: list[tuple[str, list[tuple[Placement, float]]]], nodes: int, g
         for name in slot.devices:
             node, _, device = name.rpartition("/")
             index = int(node.removeprefix("node")) if node else 0
-            machines.free[index][device] = max(machines.free[index][device], slot.finish_s)
+            machines.set_free(index, device, max(machines.free_at(index, device), slot.finish_s))
     best = {name: options[0] for name, options in jobs}
     choice = {name: next(o for o in options if str(o[0]) == spread[name].placement) for name, options in jobs}
     moved = sorted((name for name in best if choice[name] is not best[name]), key=lambda n: best[n][1])
