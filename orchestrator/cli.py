@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.errors import EXIT_BAD_INPUT, OrchError
+from orchestrator.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, OrchError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Where should this run, and how long will it take?")
@@ -177,6 +177,85 @@ def plan(
         render.print_table(result, stdout)
 
 
+class BackendChoice(str, enum.Enum):
+    dask = "dask"
+    ray = "ray"
+
+
+@app.command()
+def run(
+    workload: Annotated[Path, typer.Argument(help="workload YAML file")],
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="profile name or path")] = None,
+    backend: Annotated[BackendChoice, typer.Option("--backend", help="dask or ray")] = BackendChoice.dask,
+    address: Annotated[str | None, typer.Option("--address", help="an existing cluster: tcp://host:8786, tls://..., or a Ray address")] = None,
+    placement: Annotated[str | None, typer.Option("--placement", help="force one placement for every job")] = None,
+    resume: Annotated[str | None, typer.Option("--resume", help="finish the unfinished jobs of RUN_ID")] = None,
+    objective: Annotated[ObjectiveChoice, typer.Option("--objective", help="time, cost or energy")] = ObjectiveChoice.time,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Execute the plan on Dask (default) or Ray and record measured times."""
+    import json
+
+    from orchestrator.errors import EXIT_JOB_FAILED, InputError
+    from orchestrator.placement import Placement
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.run import render as run_render
+    from orchestrator.run.runner import as_contract, run_workload
+    from orchestrator.workload.loader import load
+
+    loaded = load(workload)
+    forced = None
+    if placement:
+        try:
+            forced = Placement.parse(placement)
+        except ValueError as exc:
+            raise InputError(f"--placement: {exc} (got {placement!r})") from None
+    hardware = hardware_for(load_profile(profile))
+    with run_render.Progress(stderr) as progress:
+        report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
+                              objective=objective.value, resume=resume, on_event=progress.event)
+    for note in report.notes:
+        stderr.print(Text(f"note: {note}"))
+    if fmt is Format.json:
+        print(json.dumps(as_contract(report), indent=2))
+    elif fmt is Format.yaml:
+        import yaml
+
+        print(yaml.safe_dump(as_contract(report), sort_keys=False), end="")
+    else:
+        run_render.print_table(report, stdout)
+    if report.failed:
+        raise typer.Exit(EXIT_JOB_FAILED)
+
+
+@app.command()
+def runs(fmt: FormatOption = Format.table) -> None:
+    """List recorded runs, newest first."""
+    import dataclasses
+    import json
+
+    from rich.table import Table
+
+    from orchestrator.results.store import ResultStore
+
+    store = ResultStore()
+    found = store.runs()
+    store.close()
+    if fmt is not Format.table:
+        rows = [dataclasses.asdict(r) for r in found]
+        if fmt is Format.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(rows, sort_keys=False), end="")
+        return
+    table = Table("run_id", "workload", "status", "done", "started")
+    for r in found:
+        table.add_row(r.run_id, Text(r.workload), r.status, f"{r.done}/{r.total}", r.started)
+    stdout.print(table)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `--debug` anywhere on the line turns tracebacks on."""
     global DEBUG
@@ -208,3 +287,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         stderr.print("[red]error:[/red] interrupted")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if DEBUG:
+            stderr.print_exception()
+        stderr.print(Text.assemble(("error: ", "red"), f"{type(exc).__name__}: {exc} (--debug shows the traceback)"))
+        sys.exit(EXIT_JOB_FAILED)

@@ -34,19 +34,30 @@ def _numpy_copy_bandwidth() -> float:
     return best
 
 
+def _within(measured: float, reference: float, rel: float) -> bool:
+    return abs(measured - reference) <= rel * reference
+
+
 def test_quick_profile_matches_the_os_and_numpy(orch_home):
-    started = time.perf_counter()
-    result = orch("profile", "--quick", "--format", "json")
-    elapsed = time.perf_counter() - started
-    assert result.returncode == 0, result.stderr
-    data = json.loads(result.stdout)
+    # Two timings on a shared 2-core VM can disagree when a neighbour is busy: the pair is
+    # measured again once before the comparison counts as failed.
+    for attempt in range(2):
+        started = time.perf_counter()
+        result = orch("profile", "--quick", "--format", "json")
+        elapsed = time.perf_counter() - started
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        flops, bandwidth = _numpy_fp32_peak(), _numpy_copy_bandwidth()
+        close = (_within(data["cpu"]["peak_flops"]["float32"], flops, 0.25)
+                 and _within(data["cpu"]["memory_bandwidth"], bandwidth, 0.25))
+        if close:
+            break
+    assert close, (data["cpu"]["peak_flops"]["float32"], flops, data["cpu"]["memory_bandwidth"], bandwidth)
     assert data["gpus"] == []
     assert data["cpu"]["cores_logical"] == len(psutil.Process().cpu_affinity())
     assert data["cpu"]["memory_total_bytes"] == psutil.virtual_memory().total
-    assert data["cpu"]["peak_flops"]["float32"] == pytest.approx(_numpy_fp32_peak(), rel=0.25)
-    assert data["cpu"]["memory_bandwidth"] == pytest.approx(_numpy_copy_bandwidth(), rel=0.25)
     assert elapsed < 60
-    assert (orch_home / "profiles").glob("*.yaml")
+    assert list((orch_home / "profiles").glob("*.yaml"))
     assert "saved" in result.stderr
 
 

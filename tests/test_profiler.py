@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from orchestrator.hardware import bench_cpu, bench_gpu, profiler
+from orchestrator.hardware import bench_cpu, bench_gpu, bench_ops, profiler
 from orchestrator.profile import store
 from tests.fakes.nvml import scenario
 
@@ -15,6 +15,7 @@ def tiny_plans(monkeypatch):
                         classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 2000)))
     monkeypatch.setattr(bench_gpu.GpuBenchPlan, "create",
                         classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 4 << 20)))
+    monkeypatch.setattr(bench_ops, "CPU_REFERENCE", {"solve": {"n": 32, "nrhs": 1}, "fft": {"n": 1024}})
 
 
 def test_discovery_only_with_fake_gpus():
@@ -29,6 +30,8 @@ def test_cuda_less_torch_profiles_gpus_by_discovery_only(tiny_plans):
     assert result.gpus[0].peak_flops == {}
     assert any("no CUDA" in flag for flag in result.flags)
     assert result.cpu.peak_flops["float32"] > 0
+    assert set(result.cpu.op_benchmarks) == {"solve", "fft"}
+    assert result.cpu.torch_op_overhead_s > 0 and result.cpu.cache_bandwidth > 0
 
 
 def test_full_gpu_path_on_cpu_stand_in(tiny_plans):

@@ -40,6 +40,21 @@ class Hardware:
     def gpus(self) -> list[GpuProfile]:
         return self.node.usable_gpus
 
+    @functools.cached_property
+    def op_scales(self) -> dict[tuple[str, str], float]:
+        """(device kind, op) -> measured / modelled time of the op's kernel at its reference
+        size (profile `op_benchmarks`); 1.0 where the profile has none."""
+        scales: dict[tuple[str, str], float] = {}
+        for kind, device in (("cpu", self.node.cpu), ("gpu", self.gpus[0] if self.gpus else None)):
+            for op, bench in (device.op_benchmarks.items() if device is not None else []):
+                job = Job(name="reference", op=op, params=bench.params, dtype=bench.dtype, data=bench.data)
+                raw = predict(job, Placement(kind, 1 if kind == "gpu" else 0), self, scaled=False)
+                if raw.feasible:
+                    work = max(raw.terms["compute_s"], raw.terms["memory_s"])
+                    fixed = raw.predicted_s - work
+                    scales[(kind, op)] = min(max((bench.measured_s - fixed) / work, 0.05), 20.0) if work > 0 else 1.0
+        return scales
+
 
 @dataclass
 class Prediction:
@@ -111,8 +126,9 @@ def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
     return None
 
 
-def predict(job: Job, placement: Placement, hw: Hardware) -> Prediction:
-    """Predicted seconds of one execution of `job` on `placement` (the contract's measured_s)."""
+def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True) -> Prediction:
+    """Predicted seconds of one execution of `job` on `placement` (the contract's measured_s).
+    `scaled=False` leaves out the op's measured scale (how the scale itself is derived)."""
     problem = _feasibility(job, placement, hw)
     if problem:
         return _infeasible(placement, problem)
@@ -136,7 +152,11 @@ def predict(job: Job, placement: Placement, hw: Hardware) -> Prediction:
         terms["compute_s"] = op.flops(p) / (share * rate)
         replicated = op.replicated_elements(p)
         traffic = (op.traffic_elements(p) - replicated) / share + replicated
-        terms["memory_s"] = traffic * itemsize / rates.memory_bandwidth(device)
+        working_set = ((op.working_set_elements(p) - replicated) / share + replicated) * itemsize
+        terms["memory_s"] = traffic * itemsize / rates.memory_bandwidth(device, working_set)
+        scale = hw.op_scales.get((kind, op.name), 1.0) if scaled else 1.0
+        terms["compute_s"] *= scale
+        terms["memory_s"] *= scale
     calls = op.kernels(p)
     terms["overhead_s"] = rates.call_overhead_s(device, calls, op.kernel) * (placement.gpus if placement.device == "gpu" else 1)
     if placement.nodes > 1:

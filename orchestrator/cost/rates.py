@@ -105,8 +105,16 @@ def compute_rate(kernel: Kernel, device: Device, dtype: str, size: float) -> flo
     return base
 
 
-def memory_bandwidth(device: Device) -> float:
+def memory_bandwidth(device: Device, working_set_bytes: float | None = None) -> float:
+    """Streaming bandwidth: the cache's where the working set fits in half the last-level cache
+    (CPU, measured), else memory's (the better of STREAM copy and triad)."""
+    if isinstance(device, CpuProfile) and device.cache_bandwidth and working_set_bytes is not None:
+        llc = device.cache_bytes.get("l3") or device.cache_bytes.get("l2") or 0
+        if working_set_bytes <= llc / 2:
+            return device.cache_bandwidth
     raw = device.memory_bandwidth or (2e10 if kind_of(device) == "cpu" else 5e11)
+    if isinstance(device, CpuProfile) and device.memory_bandwidth_triad:
+        raw = max(raw, device.memory_bandwidth_triad)
     return raw * _efficiency(device, "memory_bandwidth")
 
 
@@ -130,13 +138,14 @@ def peer_bandwidth(gpu: GpuProfile) -> float:
 def call_overhead_s(device: Device, calls: int, kernel: Kernel) -> float:
     """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU). Training runs PyTorch
     eager ops, whose per-op dispatch exceeds a NumPy call's."""
+    torch_op = device.torch_op_overhead_s or TORCH_OP_S
     if isinstance(device, GpuProfile):
         first = device.launch_latency_s or DEFAULT_LAUNCH_S
-        per_call = max(first * ASYNC_LAUNCH_FRACTION, TORCH_OP_S if kernel is Kernel.TRAINING else 0.0)
+        per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if kernel is Kernel.TRAINING else 0.0)
         return first + max(calls - 1, 0) * per_call
     per_call = device.dispatch_overhead_s or DEFAULT_DISPATCH_S
     if kernel is Kernel.TRAINING:
-        per_call = max(per_call, TORCH_OP_S)
+        per_call = max(per_call, torch_op)
     return calls * per_call
 
 

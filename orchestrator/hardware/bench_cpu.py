@@ -90,3 +90,29 @@ def python_loop_dot(n: int) -> LoopVsVector:
     loop_s = best_seconds(loop, min_time_s=0.0, min_samples=3, max_samples=3)
     vector_s = best_seconds(lambda: np.dot(x, y), min_time_s=0.05)
     return LoopVsVector(n=n, loop_s=loop_s, vectorized_s=vector_s, speedup=loop_s / vector_s)
+
+
+def cache_bandwidth(llc_bytes: int | None, *, min_time_s: float) -> float | None:
+    """Copy bandwidth (read + write) of two arrays that together fill a quarter of the LLC."""
+    if not llc_bytes:
+        return None
+    import torch
+
+    n = max(1 << 18, min(llc_bytes // 8, 64 << 20)) // 4
+    src = torch.ones(n, dtype=torch.float32)
+    dst = torch.empty_like(src)
+    return 2 * n * 4 / best_seconds(lambda: dst.copy_(src), min_time_s=min_time_s, min_samples=5)
+
+
+def torch_op_overhead_s(device: str = "cpu") -> float:
+    """Seconds per PyTorch eager op in a training step, from the real training kernel on a
+    model so small that only the per-op cost is left (9 ops per layer + 6 per step)."""
+    from orchestrator.kernels.harness import execute
+
+    params = {"samples": 256 * 40, "features": 4, "hidden": [4], "classes": 2, "epochs": 1, "batch_size": 256}
+    placement = "cpu" if device == "cpu" else "gpu"
+    result = execute({"op": "train_mlp", "params": params, "dtype": "float32", "repeats": 3, "warmup": 1,
+                      "data": "device" if device != "cpu" else "host", "placement": placement, "seed": 0,
+                      "threads": None})
+    steps, layers = 40, 2
+    return result["measured_s"] / (steps * (9 * layers + 6))

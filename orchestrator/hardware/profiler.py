@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator import __version__
-from orchestrator.hardware import bench_cpu, bench_gpu
+from orchestrator.hardware import bench_cpu, bench_gpu, bench_ops
 from orchestrator.hardware.cpu import discover_cpu
 from orchestrator.hardware.nvml import discover_gpus
 from orchestrator.hardware.peaks import accept, gpu_ceilings
@@ -49,6 +49,14 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     step(f"python loop vs vectorized dot (n={plan.loop_n})")
     cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
     cpu.python_loop_s_per_element = cpu.python_loop_dot.loop_s / plan.loop_n
+    step("cpu cache bandwidth")
+    cpu.cache_bandwidth = bench_cpu.cache_bandwidth(cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"),
+                                                    min_time_s=plan.min_time_s)
+    step("pytorch per-op overhead")
+    cpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s("cpu")
+    for op, params in bench_ops.CPU_REFERENCE.items():
+        step(f"cpu {op} kernel")
+        cpu.op_benchmarks[op] = bench_ops.measure(op, params, "cpu", cpu.cores_logical)
 
 
 def _cuda_device(gpu: GpuProfile) -> Any:
@@ -98,6 +106,12 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
         step(f"gpu{gpu.index} launch latency")
         gpu.launch_latency_s = bench_gpu.launch_latency_s(device)
         gpu.theoretical_peak_flops = limits.flops
+        if device.type == "cuda":
+            step(f"gpu{gpu.index} pytorch per-op overhead")
+            gpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s(str(device))
+            for op, params in bench_ops.GPU_REFERENCE.items():
+                step(f"gpu{gpu.index} {op} kernel")
+                gpu.op_benchmarks[op] = bench_ops.measure(op, params, "gpu", None, [gpu.index])
     if len(usable) > 1:
         step("gpu0 -> gpu1 peer bandwidth")
         a, b = (device_for(g) for g in usable[:2])
@@ -106,12 +120,13 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
             gpu.p2p_bandwidth = bandwidth
 
 
-def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool) -> int:
+def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool, cuda: bool) -> int:
     cpu_sizes = 5 if quick else 7
     gpu_sizes = 3 if quick else 6
     usable = [g for g in gpus if g.available]
-    return (len(cpu_gemm_dtypes(cpu)) * cpu_sizes + 3
-            + len(usable) * (len(bench_gpu.GPU_DTYPES) * gpu_sizes + 3) + (len(usable) > 1))
+    cpu_steps = len(cpu_gemm_dtypes(cpu)) * cpu_sizes + 5 + len(bench_ops.CPU_REFERENCE)
+    gpu_steps = len(bench_gpu.GPU_DTYPES) * gpu_sizes + 3 + (1 + len(bench_ops.GPU_REFERENCE) if cuda else 0)
+    return cpu_steps + len(usable) * gpu_steps + (len(usable) > 1)
 
 
 def _versions() -> SystemInfo:
@@ -136,7 +151,7 @@ def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env:
     system.cuda_driver_version = discovery.cuda_driver_version
     system.gpu_discovery_note = discovery.note
     flags: list[str] = []
-    total = _count_steps(cpu, discovery.gpus, quick) if benchmark else 0
+    total = _count_steps(cpu, discovery.gpus, quick, gpu_device is None) if benchmark else 0
     done = 0
 
     def step(label: str) -> None:

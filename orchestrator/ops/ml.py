@@ -22,8 +22,8 @@ class Kmeans(Op):
 
     def flops(self, p: dict[str, Any]) -> float:
         s, f, c = p["samples"], p["features"], p["clusters"]
-        # distances via ||x||^2 - 2 x.c + ||c||^2 (a GEMM), argmin, and the centroid update
-        return p["iterations"] * (2.0 * s * f * c + 3.0 * s * c + 2.0 * s * f)
+        # distances via ||x||^2 - 2 x.c + ||c||^2 (a GEMM), argmin, and the update (one-hot^T x, a GEMM)
+        return p["iterations"] * (4.0 * s * f * c + 3.0 * s * c + 2.0 * s * f)
 
     def input_elements(self, p: dict[str, Any]) -> float:
         return float(p["samples"] * p["features"])
@@ -32,8 +32,9 @@ class Kmeans(Op):
         return float(p["clusters"] * p["features"] + p["samples"])
 
     def traffic_elements(self, p: dict[str, Any]) -> float:
-        # every iteration reads the data and writes the distance matrix
-        return p["iterations"] * float(p["samples"] * (p["features"] + 2 * p["clusters"]))
+        # every iteration reads the data three times and makes four passes over the s x c
+        # distance and one-hot matrices
+        return p["iterations"] * float(p["samples"] * (3 * p["features"] + 4 * p["clusters"]))
 
     def working_set_elements(self, p: dict[str, Any]) -> float:
         return float(p["samples"] * (p["features"] + p["clusters"] + 1))
@@ -42,7 +43,7 @@ class Kmeans(Op):
         return 8 * p["iterations"]
 
     def calls(self, p: dict[str, Any], device: str) -> int:
-        return p["iterations"]
+        return 2 * p["iterations"]
 
     def collectives(self, p: dict[str, Any]) -> int:
         return p["iterations"]

@@ -8,7 +8,7 @@ datasheet figure that published measurements reach (1.0 where the profile measur
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
@@ -29,6 +29,15 @@ class LoopVsVector(_Strict):
     speedup: PositiveFloat
 
 
+class OpBenchmark(_Strict):
+    """One op's real kernel timed once at a reference size (see hardware/bench_ops.py)."""
+
+    params: dict[str, Any]
+    dtype: str = "float32"
+    data: str = "host"
+    measured_s: PositiveFloat
+
+
 class CgroupLimits(_Strict):
     cpu_quota_cores: float | None = None
     memory_limit_bytes: int | None = None
@@ -43,6 +52,11 @@ class _Device(_Strict):
     # Fixed time a GEMM call exposes at small sizes (Hockney's n½ expressed as time): where no
     # measured curve exists, rate(W) = W / (W / achievable_peak + gemm_ramp_s).
     gemm_ramp_s: PositiveFloat | None = None
+    # Bandwidth for working sets that fit in the last-level cache (half of it), bytes/s.
+    cache_bandwidth: PositiveFloat | None = None
+    # PyTorch's cost per eager op inside a training step (forward, backward, optimiser).
+    torch_op_overhead_s: PositiveFloat | None = None
+    op_benchmarks: dict[str, OpBenchmark] = Field(default_factory=dict)
     power_w: PositiveFloat | None = None
 
 

@@ -1,0 +1,73 @@
+"""Ray: an embedded `ray.init()` on 127.0.0.1 (Ray's token authentication left as Ray sets it:
+on by default for local clusters since Ray 2.59) or an existing cluster by address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from orchestrator.backends.base import Backend, Capacity, Outcome
+from orchestrator.errors import EnvironmentUnavailable
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise EnvironmentUnavailable("--backend ray: Ray is not installed", fix='pip install "orch[ray]"') from exc
+    return ray
+
+
+class RayBackend(Backend):
+    name = "ray"
+
+    def __init__(self, address: str | None = None) -> None:
+        super().__init__(address)
+        self._refs: dict[Any, str] = {}
+        self._started_here = False
+
+    def start(self, *, cores: int, gpus: int) -> Capacity:
+        ray = _ray()
+        try:
+            if self.embedded:
+                ray.init(num_cpus=cores, num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+                         log_to_driver=False, configure_logging=False)
+                self._started_here = True
+            else:
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise EnvironmentUnavailable(f"--address {self.address}: cannot connect to Ray ({exc})") from None
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        cores_per = min((int(n["Resources"].get("CPU", 1)) for n in nodes), default=1)
+        gpus_per = max((int(n["Resources"].get("GPU", 0)) for n in nodes), default=0)
+        return Capacity(cpu_workers=len(nodes), cores_per_worker=cores_per, gpus_per_worker=gpus_per,
+                        workers=[n["NodeManagerAddress"] for n in nodes])
+
+    def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
+        ray = _ray()
+        from orchestrator.backends.worker import run_on_ray
+
+        remote = ray.remote(run_on_ray).options(num_cpus=cores if not gpus else 1, num_gpus=gpus, max_retries=0,
+                                                name=key)
+        self._refs[remote.remote(task, gpus)] = key
+
+    def results(self) -> Iterator[Outcome]:
+        ray = _ray()
+        pending = list(self._refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            ref = done[0]
+            key = self._refs.pop(ref)
+            try:
+                yield Outcome(key, ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a task's failure is data here
+                cause = getattr(exc, "cause", None) or exc
+                yield Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
+
+    def close(self) -> None:
+        ray = _ray()
+        for ref in list(self._refs):
+            ray.cancel(ref, force=True)
+        self._refs.clear()
+        if ray.is_initialized():
+            ray.shutdown()

@@ -1,0 +1,101 @@
+"""Execute one job on the worker it landed on and time it by the contract's `measured_s`:
+warm-up first, then the median of `repeats` executions; each starts with the inputs where
+`data` says (host memory or the device) and ends when the result is complete and, for
+`data: host`, back in host memory. Making the inputs is not timed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from orchestrator.kernels import KERNELS
+from orchestrator.kernels.base import TORCH_DTYPES, to_device
+from orchestrator.placement import Placement
+
+
+def _sync(devices: list[torch.device]) -> None:
+    for device in devices:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+
+def _set_threads(threads: int | None) -> None:
+    """Size torch's and the BLAS thread pools to the cores this job owns (no oversubscription)."""
+    if not threads:
+        return
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
+        pass
+
+
+def devices_for(placement: Placement, gpu_ids: list[int] | None = None) -> list[torch.device]:
+    """torch devices for a placement on this worker; `gpu_ids` are the CUDA ordinals it owns.
+    ORCH_FAKE_GPUS=N (tests only) stands N CPU devices in for GPUs."""
+    if placement.device == "cpu":
+        return [torch.device("cpu")]
+    fake = int(os.environ.get("ORCH_FAKE_GPUS", "0"))
+    if fake:
+        return [torch.device("cpu")] * placement.gpus
+    if not torch.cuda.is_available():
+        raise RuntimeError("placement needs a CUDA GPU but this worker's torch sees none")
+    ids = gpu_ids if gpu_ids is not None else list(range(placement.gpus))
+    if len(ids) < placement.gpus or torch.cuda.device_count() < placement.gpus:
+        raise RuntimeError(f"placement {placement} needs {placement.gpus} GPUs; this worker has {torch.cuda.device_count()}")
+    return [torch.device("cuda", i) for i in ids[:placement.gpus]]
+
+
+def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
+    """Run one job; returns measured_s, every timing, the check and where it ran."""
+    kernel = KERNELS[task["op"]]
+    p = task["params"]
+    placement = Placement.parse(task["placement"])
+    devices = devices_for(placement, gpu_ids)
+    if placement.device == "cpu":
+        _set_threads(task.get("threads"))
+    compute = devices[0]
+    on_device = task["data"] == "device"
+    gpu_present = placement.device == "gpu" or (torch.cuda.is_available() and not os.environ.get("ORCH_FAKE_GPUS"))
+    home = compute if on_device and placement.device == "gpu" else (
+        torch.device("cuda", 0) if on_device and gpu_present and torch.cuda.is_available() else torch.device("cpu"))
+    gen = torch.Generator().manual_seed(task["seed"])
+    inputs = kernel.make_inputs(p, TORCH_DTYPES[task["dtype"]], gen, home)
+    split = len(devices) > 1
+
+    def once() -> Any:
+        if split:
+            result = kernel.run_split(inputs, p, devices, data_on_host=not on_device)
+        else:
+            result = kernel.run(to_device(inputs, compute), p)
+        if not on_device:
+            result = to_device(result, torch.device("cpu"))
+        _sync(devices)
+        return result
+
+    result = None
+    for _ in range(task["warmup"]):
+        result = once()
+    times = []
+    for _ in range(task["repeats"]):
+        started = time.perf_counter()
+        result = once()
+        times.append(time.perf_counter() - started)
+    check = kernel.check(inputs, result, p, task["dtype"])
+    return {
+        "measured_s": statistics.median(times),
+        "times_s": times,
+        "check": check,
+        "devices": [str(d) for d in devices],
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "threads": torch.get_num_threads(),
+    }

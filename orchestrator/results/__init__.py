@@ -1,0 +1,1 @@
+"""Recorded runs: a SQLite store under ORCH_HOME."""

@@ -1,0 +1,1 @@
+"""`orch run`: plan, execute on a backend, record."""

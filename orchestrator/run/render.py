@@ -1,0 +1,65 @@
+"""The progress bar (ETA from the predictions) and the final table of `orch run`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.run.runner import RunReport
+from orchestrator.units import seconds
+
+
+class Progress:
+    """A bar on a terminal whose total is the plan's predicted busy time, so the ETA is the
+    predicted time left; jobs done / total beside it. Silent when stderr is not a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bar: RichProgress | None = None
+        self.task: Any = None
+        self.done = 0
+        self.total = 0
+
+    def __enter__(self) -> Progress:
+        if self.console.is_terminal:
+            self.bar = RichProgress(TextColumn("[bold]running[/bold] {task.description}"), BarColumn(),
+                                    TextColumn("{task.fields[jobs]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                    TimeRemainingColumn(), console=self.console, transient=True)
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def event(self, kind: str, details: dict[str, Any]) -> None:
+        if self.bar is None:
+            return
+        if kind == "planned":
+            self.total = details["jobs"]
+            self.task = self.bar.add_task(details["run_id"], total=max(details["busy_s"], 1e-9), jobs=f"0/{self.total}")
+        elif kind == "job" and self.task is not None:
+            self.done += 1
+            self.bar.update(self.task, advance=details["busy_s"], jobs=f"{self.done}/{self.total}",
+                            description=Text(f"{details['name']} {details['status']}").plain)
+
+
+def print_table(report: RunReport, console: Console) -> None:
+    table = Table(title=f"run {report.run_id}: {report.workload} on {report.backend} ({report.profile})",
+                  title_justify="left")
+    for column, justify in (("job", "left"), ("placement", "left"), ("predicted", "right"), ("measured", "right"),
+                            ("error", "right"), ("status", "left"), ("worker", "left")):
+        table.add_column(column, justify=justify, overflow="fold")
+    for job in report.jobs:
+        error = f"{job['error_pct']:+.0f}%" if job["error_pct"] is not None else "-"
+        status = job["status"] if job["status"] == "ok" else f"{job['status']}: {job['error']}"
+        table.add_row(*map(Text, (job["name"], job["placement"] or "-", seconds(job["predicted_s"]),
+                                  seconds(job["measured_s"]), error, status, ", ".join(job["workers"]))))
+    console.print(table)
+    ok = sum(job["status"] == "ok" for job in report.jobs)
+    console.print(f"{ok}/{len(report.jobs)} jobs ok")

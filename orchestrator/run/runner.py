@@ -1,0 +1,174 @@
+"""Execute a workload where the plan puts each job, record every result as it arrives.
+
+The plan is made for what the cluster can serve: a profile's GPUs that no worker has are
+dropped (with a note) before planning, and a forced placement the cluster cannot serve is
+refused before anything runs (exit 3).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator import backends as backend_registry
+from orchestrator.backends.base import Capacity, local_gpu_count
+from orchestrator.cost.model import Hardware
+from orchestrator.errors import EnvironmentUnavailable, InputError
+from orchestrator.placement import Placement
+from orchestrator.plan.planner import JobPlan, busy_s, make_plan
+from orchestrator.results.store import ResultStore, new_run_id, now
+from orchestrator.workload.model import Workload
+
+Event = Callable[[str, dict[str, Any]], None]  # ("planned" | "job", details)
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    workload: str
+    backend: str
+    profile: str
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(job["status"] != "ok" for job in self.jobs)
+
+
+def versions() -> dict[str, str]:
+    found = {"orch": __version__, "python": platform.python_version()}
+    for module in ("numpy", "torch", "dask", "distributed", "ray"):
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:
+            continue
+    return found
+
+
+def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str]) -> Hardware:
+    """The hardware the cluster can really serve: at most its GPUs per worker, one node."""
+    node = hw.node
+    if len(hw.gpus) > capacity.gpus_per_worker:
+        notes.append(f"profile {hw.name} has {len(hw.gpus)} GPU(s); the cluster serves {capacity.gpus_per_worker}: "
+                     "planning without the others")
+        node = node.model_copy(update={"gpus": hw.gpus[:capacity.gpus_per_worker]})
+    if hw.nodes > 1:
+        notes.append(f"{hw.name} describes {hw.nodes} nodes; multi-node execution is not built yet: planning one node")
+    return Hardware(hw.name, node, 1, hw.network)
+
+
+def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
+    if forced is None:
+        return
+    if forced.nodes > 1:
+        raise EnvironmentUnavailable(f"--placement {forced}: multi-node execution is not built yet")
+    if forced.device == "gpu" and forced.gpus > capacity.gpus_per_worker:
+        have = capacity.gpus_per_worker
+        raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU(s) on one worker; "
+                                     f"the cluster has {have if have else 'no'} GPU" + ("s" if have != 1 else ""),
+                                     fix="drop --placement, or run where GPUs are")
+
+
+def _task(jp: JobPlan, threads: int) -> dict[str, Any]:
+    job = jp.job
+    return {"op": job.op, "params": job.params, "dtype": job.dtype, "repeats": job.repeats, "warmup": job.warmup,
+            "data": job.data, "placement": jp.chosen.placement, "seed": job.seed, "threads": threads}
+
+
+def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", address: str | None = None,
+                 forced: Placement | None = None, objective: str = "time", store: ResultStore | None = None,
+                 on_event: Event | None = None, resume: str | None = None) -> RunReport:
+    """Plan, execute and record `workload`; returns every job's outcome (the contract's JSON)."""
+    store = store or ResultStore()
+    emit = on_event or (lambda kind, details: None)
+    previous = _resumable(store, resume, workload) if resume else {}
+    engine = backend_registry.get(backend, address)
+    from orchestrator.hardware.cpu import discover_cpu
+
+    cores = discover_cpu().cores_logical
+    run_id: str | None = None
+    capacity = engine.start(cores=cores, gpus=local_gpu_count() if address is None else 0)
+    try:
+        _refuse_impossible(forced, capacity)
+        notes: list[str] = []
+        plan = make_plan(workload, fit_to_capacity(hw, capacity, notes), objective, forced)
+        run_id = resume or new_run_id()
+        report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes)
+        rows = [{"name": jp.job.name, "op": jp.job.op, "params": jp.job.params, "dtype": jp.job.dtype,
+                 "data": jp.job.data, "placement": jp.chosen.placement if jp.chosen else None,
+                 "predicted_s": jp.chosen.predicted_s if jp.chosen else None} for jp in plan.jobs]
+        if not resume:
+            store.start_run(run_id, workload=workload.name, path=workload.path, sha256=workload.sha256,
+                            profile=hw.name, backend=engine.name, address=address, jobs=rows, versions=versions())
+        else:
+            store.reopen_run(run_id)
+        emit("planned", {"run_id": run_id, "jobs": len(plan.jobs), "notes": notes,
+                         "busy_s": sum(busy_s(jp.job, jp.chosen) for jp in plan.jobs if jp.chosen)})
+        threads = capacity.cores_per_worker if address else cores
+        by_key: dict[str, JobPlan] = {}
+        for position, jp in enumerate(plan.jobs):
+            if previous.get(jp.job.name, {}).get("status") == "ok":
+                continue
+            if jp.chosen is None:
+                store.record_job(run_id, jp.job.name, status="skipped", error=jp.reason, finished=now())
+                emit("job", {"name": jp.job.name, "status": "skipped", "busy_s": 0.0})
+                continue
+            key = f"orch-{run_id}-{position}"
+            by_key[key] = jp
+            store.record_job(run_id, jp.job.name, status="running", started=now(), placement=jp.chosen.placement,
+                             predicted_s=jp.chosen.predicted_s)
+            gpus = Placement.parse(jp.chosen.placement).gpus
+            engine.submit(key, _task(jp, threads), cores=threads, gpus=gpus)
+        for outcome in engine.results():
+            jp = by_key[outcome.key]
+            attempts = previous.get(jp.job.name, {}).get("attempts", 0) + 1
+            if outcome.result is not None:
+                store.record_job(run_id, jp.job.name, status="ok", measured_s=outcome.result["measured_s"],
+                                 times_s=outcome.result["times_s"], attempts=attempts,
+                                 workers=[outcome.result["worker"]], error=None, finished=now(),
+                                 detail={k: outcome.result[k] for k in ("check", "devices", "threads", "host")})
+            else:
+                store.record_job(run_id, jp.job.name, status="failed", attempts=attempts, error=outcome.error,
+                                 detail={"error_type": outcome.error_type}, finished=now())
+            emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
+                         "busy_s": busy_s(jp.job, jp.chosen)})
+        report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
+        store.finish_run(run_id, "failed" if report.failed else "done")
+        return report
+    except BaseException:
+        if run_id is not None and (store.run(run_id) or {}).get("status") == "running":
+            store.finish_run(run_id, "interrupted")
+        raise
+    finally:
+        engine.close()
+
+
+def _resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str, dict[str, Any]]:
+    run = store.run(run_id)
+    if run is None:
+        raise InputError(f"--resume: no run '{run_id}'", fix="`orch runs` lists them")
+    if run["workload_sha256"] != workload.sha256:
+        raise InputError(f"--resume {run_id}: {workload.path} changed since the run started "
+                         f"(sha256 {run['workload_sha256'][:12]} then, {workload.sha256[:12]} now)")
+    return {job["name"]: job for job in store.jobs(run_id)}
+
+
+def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
+    predicted, measured = row["predicted_s"], row["measured_s"]
+    error_pct = (predicted - measured) / measured * 100 if predicted and measured else None
+    return {"name": row["name"], "op": row["op"], "placement": row["placement"], "predicted_s": predicted,
+            "measured_s": measured, "status": row["status"] if row["status"] in ("ok", "failed", "skipped") else "failed",
+            "attempts": row["attempts"], "workers": row["workers"] or [], "error": row["error"],
+            "error_pct": error_pct, "times_s": row["times_s"], "dtype": row["dtype"], "data": row["data"]}
+
+
+def as_contract(report: RunReport) -> dict[str, Any]:
+    return {"run_id": report.run_id, "workload": report.workload, "backend": report.backend,
+            "profile": report.profile, "jobs": report.jobs}
+
+
+__all__ = ["RunReport", "as_contract", "run_workload"]
