@@ -32,6 +32,22 @@ class Format(str, enum.Enum):
 
 
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
+WorkloadArg = Annotated[Path, typer.Argument(help="workload YAML file")]
+ProfileOption = Annotated[str | None, typer.Option("--profile", "-p", help="profile name or path")]
+PlacementOption = Annotated[str | None, typer.Option("--placement", help="force one placement for every job")]
+
+
+def parse_placement(text: str | None):
+    """--placement as a Placement (None when not given); bad input is exit 2."""
+    from orchestrator.errors import InputError
+    from orchestrator.placement import Placement
+
+    if not text:
+        return None
+    try:
+        return Placement.parse(text)
+    except ValueError as exc:
+        raise InputError(f"--placement: {exc} (got {text!r})") from None
 
 
 def _print_profile(profile, fmt: Format) -> None:
@@ -137,17 +153,16 @@ class ObjectiveChoice(str, enum.Enum):
 
 @app.command()
 def plan(
-    workload: Annotated[Path, typer.Argument(help="workload YAML file")],
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="profile name or path")] = None,
+    workload: WorkloadArg,
+    profile: ProfileOption = None,
     address: Annotated[str | None, typer.Option("--address", help="plan for the cluster at this scheduler")] = None,
     objective: Annotated[ObjectiveChoice, typer.Option("--objective", help="time, cost or energy")] = ObjectiveChoice.time,
-    placement: Annotated[str | None, typer.Option("--placement", help="force one placement for every job")] = None,
+    placement: PlacementOption = None,
     explain: Annotated[str | None, typer.Option("--explain", help="print every term of every candidate of JOB")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Predict each job's time on every candidate placement and pick one; runs nothing."""
     from orchestrator.errors import InputError
-    from orchestrator.placement import Placement
     from orchestrator.plan import render
     from orchestrator.plan.hardware import hardware_for
     from orchestrator.plan.planner import make_plan
@@ -157,12 +172,7 @@ def plan(
     if address:
         raise InputError("--address: planning for a running cluster is not built yet; "
                          "pass --profile with a cluster description (profiles/clusters/)")
-    forced = None
-    if placement:
-        try:
-            forced = Placement.parse(placement)
-        except ValueError as exc:
-            raise InputError(f"--placement: {exc} (got {placement!r})") from None
+    forced = parse_placement(placement)
     result = make_plan(loaded, hardware_for(load_profile(profile)), objective.value, forced)
     for job_plan in result.jobs:
         if job_plan.chosen is None:
@@ -184,11 +194,11 @@ class BackendChoice(str, enum.Enum):
 
 @app.command()
 def run(
-    workload: Annotated[Path, typer.Argument(help="workload YAML file")],
-    profile: Annotated[str | None, typer.Option("--profile", "-p", help="profile name or path")] = None,
+    workload: WorkloadArg,
+    profile: ProfileOption = None,
     backend: Annotated[BackendChoice, typer.Option("--backend", help="dask or ray")] = BackendChoice.dask,
     address: Annotated[str | None, typer.Option("--address", help="an existing cluster: tcp://host:8786, tls://..., or a Ray address")] = None,
-    placement: Annotated[str | None, typer.Option("--placement", help="force one placement for every job")] = None,
+    placement: PlacementOption = None,
     resume: Annotated[str | None, typer.Option("--resume", help="finish the unfinished jobs of RUN_ID")] = None,
     objective: Annotated[ObjectiveChoice, typer.Option("--objective", help="time, cost or energy")] = ObjectiveChoice.time,
     fmt: FormatOption = Format.table,
@@ -196,20 +206,14 @@ def run(
     """Execute the plan on Dask (default) or Ray and record measured times."""
     import json
 
-    from orchestrator.errors import EXIT_JOB_FAILED, InputError
-    from orchestrator.placement import Placement
+    from orchestrator.errors import EXIT_JOB_FAILED
     from orchestrator.plan.hardware import hardware_for
     from orchestrator.run import render as run_render
     from orchestrator.run.runner import as_contract, run_workload
     from orchestrator.workload.loader import load
 
     loaded = load(workload)
-    forced = None
-    if placement:
-        try:
-            forced = Placement.parse(placement)
-        except ValueError as exc:
-            raise InputError(f"--placement: {exc} (got {placement!r})") from None
+    forced = parse_placement(placement)
     hardware = hardware_for(load_profile(profile))
     with run_render.Progress(stderr) as progress:
         report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
@@ -263,7 +267,9 @@ def main(argv: list[str] | None = None) -> None:
     DEBUG = "--debug" in args
     args = [a for a in args if a != "--debug"]
     try:
-        app(args=args, prog_name="orch", standalone_mode=False)
+        code = app(args=args, prog_name="orch", standalone_mode=False)
+        if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value here
+            sys.exit(code)
     except OrchError as exc:
         if DEBUG:
             stderr.print_exception()

@@ -15,7 +15,8 @@ def tiny_plans(monkeypatch):
                         classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 2000)))
     monkeypatch.setattr(bench_gpu.GpuBenchPlan, "create",
                         classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 4 << 20)))
-    monkeypatch.setattr(bench_ops, "CPU_REFERENCE", {"solve": {"n": 32, "nrhs": 1}, "fft": {"n": 1024}})
+    monkeypatch.setattr(bench_ops, "CPU_REFERENCE", {"solve": [{"n": 32, "nrhs": 1}, {"n": 64, "nrhs": 1}],
+                                                     "fft": [{"n": 1024}]})
 
 
 def test_discovery_only_with_fake_gpus():

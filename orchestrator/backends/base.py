@@ -52,8 +52,9 @@ class Backend(abc.ABC):
         """Queue one task; `cores`/`gpus` are what it needs on its worker."""
 
     @abc.abstractmethod
-    def results(self) -> Iterator[Outcome]:
-        """Finished tasks in completion order, until every submitted task is back."""
+    def results(self) -> Iterator[list[Outcome]]:
+        """Finished tasks in completion order, in batches of those that finished together (so
+        the caller commits each batch in one transaction), until every task is back."""
 
     @abc.abstractmethod
     def close(self) -> None:

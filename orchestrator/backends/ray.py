@@ -1,5 +1,9 @@
-"""Ray: an embedded `ray.init()` on 127.0.0.1 (Ray's token authentication left as Ray sets it:
-on by default for local clusters since Ray 2.59) or an existing cluster by address."""
+"""Ray: an embedded `ray.init()` or an existing cluster by address.
+
+Ray's token authentication is left as Ray sets it (on by default for local clusters since
+Ray 2.59). Known gap: Ray 2.60 ignores `_node_ip_address="127.0.0.1"` for a local cluster here,
+and its raylet, GCS and workers listen on every interface (docs/running.md).
+"""
 
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ class RayBackend(Backend):
     def __init__(self, address: str | None = None) -> None:
         super().__init__(address)
         self._refs: dict[Any, str] = {}
-        self._started_here = False
+        self._remotes: dict[tuple[int, int], Any] = {}
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
         ray = _ray()
@@ -32,7 +36,6 @@ class RayBackend(Backend):
             if self.embedded:
                 ray.init(num_cpus=cores, num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
                          log_to_driver=False, configure_logging=False)
-                self._started_here = True
             else:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -45,24 +48,29 @@ class RayBackend(Backend):
 
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
         ray = _ray()
-        from orchestrator.backends.worker import run_on_ray
+        shape = (cores if not gpus else 1, gpus)
+        if shape not in self._remotes:  # one remote function per resource shape, registered once
+            from orchestrator.backends.worker import run_on_ray
 
-        remote = ray.remote(run_on_ray).options(num_cpus=cores if not gpus else 1, num_gpus=gpus, max_retries=0,
-                                                name=key)
-        self._refs[remote.remote(task, gpus)] = key
+            self._remotes[shape] = ray.remote(run_on_ray).options(num_cpus=shape[0], num_gpus=gpus, max_retries=0)
+        self._refs[self._remotes[shape].remote(task, gpus)] = key
 
-    def results(self) -> Iterator[Outcome]:
+    def results(self) -> Iterator[list[Outcome]]:
         ray = _ray()
         pending = list(self._refs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1)
-            ref = done[0]
-            key = self._refs.pop(ref)
-            try:
-                yield Outcome(key, ray.get(ref))
-            except Exception as exc:  # noqa: BLE001 - a task's failure is data here
-                cause = getattr(exc, "cause", None) or exc
-                yield Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
+            # everything that finishes within 50 ms comes back as one batch
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.05)
+            if done:
+                yield [self._outcome(ray, ref) for ref in done]
+
+    def _outcome(self, ray: Any, ref: Any) -> Outcome:
+        key = self._refs.pop(ref)
+        try:
+            return Outcome(key, ray.get(ref))
+        except Exception as exc:  # noqa: BLE001 - a task's failure is data here
+            cause = getattr(exc, "cause", None) or exc
+            return Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
 
     def close(self) -> None:
         ray = _ray()

@@ -41,19 +41,38 @@ class Hardware:
         return self.node.usable_gpus
 
     @functools.cached_property
-    def op_scales(self) -> dict[tuple[str, str], float]:
-        """(device kind, op) -> measured / modelled time of the op's kernel at its reference
-        size (profile `op_benchmarks`); 1.0 where the profile has none."""
-        scales: dict[tuple[str, str], float] = {}
+    def op_scales(self) -> dict[tuple[str, str], list[tuple[float, float]]]:
+        """(device kind, op) -> [(work in FLOPs, measured / modelled time)] of the op's kernel at
+        its reference sizes (profile `op_benchmarks`), sorted by work."""
+        scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for kind, device in (("cpu", self.node.cpu), ("gpu", self.gpus[0] if self.gpus else None)):
-            for op, bench in (device.op_benchmarks.items() if device is not None else []):
-                job = Job(name="reference", op=op, params=bench.params, dtype=bench.dtype, data=bench.data)
-                raw = predict(job, Placement(kind, 1 if kind == "gpu" else 0), self, scaled=False)
-                if raw.feasible:
-                    work = max(raw.terms["compute_s"], raw.terms["memory_s"])
-                    fixed = raw.predicted_s - work
-                    scales[(kind, op)] = min(max((bench.measured_s - fixed) / work, 0.05), 20.0) if work > 0 else 1.0
+            for op, benches in (device.op_benchmarks.items() if device is not None else []):
+                points = []
+                for bench in benches:
+                    job = Job(name="reference", op=op, params=bench.params, dtype=bench.dtype, data=bench.data)
+                    raw = predict(job, Placement(kind, 1 if kind == "gpu" else 0), self, scaled=False)
+                    work = max(raw.terms.get("compute_s", 0.0), raw.terms.get("memory_s", 0.0))
+                    if raw.feasible and work > 0:
+                        fixed = raw.predicted_s - work
+                        points.append((get_op(op).flops(bench.params), min(max((bench.measured_s - fixed) / work, 0.05), 20.0)))
+                if points:
+                    scales[(kind, op)] = sorted(points)
         return scales
+
+    def op_scale(self, kind: str, op: str, flops: float) -> float:
+        """The measured scale at this much work: log-linear between reference points, flat beyond."""
+        points = self.op_scales.get((kind, op))
+        if not points:
+            return 1.0
+        if flops <= points[0][0]:
+            return points[0][1]
+        if flops >= points[-1][0]:
+            return points[-1][1]
+        for (w0, s0), (w1, s1) in zip(points, points[1:]):
+            if w0 <= flops <= w1:
+                t = (math.log(flops) - math.log(w0)) / (math.log(w1) - math.log(w0))
+                return math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
+        return points[-1][1]
 
 
 @dataclass
@@ -154,7 +173,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True) -
         traffic = (op.traffic_elements(p) - replicated) / share + replicated
         working_set = ((op.working_set_elements(p) - replicated) / share + replicated) * itemsize
         terms["memory_s"] = traffic * itemsize / rates.memory_bandwidth(device, working_set)
-        scale = hw.op_scales.get((kind, op.name), 1.0) if scaled else 1.0
+        scale = hw.op_scale(kind, op.name, op.flops(p) / share) if scaled else 1.0
         terms["compute_s"] *= scale
         terms["memory_s"] *= scale
     calls = op.kernels(p)

@@ -100,8 +100,8 @@ def cache_bandwidth(llc_bytes: int | None, *, min_time_s: float) -> float | None
 
     n = max(1 << 18, min(llc_bytes // 8, 64 << 20)) // 4
     src = torch.ones(n, dtype=torch.float32)
-    dst = torch.empty_like(src)
-    return 2 * n * 4 / best_seconds(lambda: dst.copy_(src), min_time_s=min_time_s, min_samples=5)
+    dst = torch.zeros_like(src)  # pages touched before timing
+    return 2 * n * 4 / best_seconds(lambda: dst.copy_(src), min_time_s=min_time_s, min_samples=10)
 
 
 def torch_op_overhead_s(device: str = "cpu") -> float:

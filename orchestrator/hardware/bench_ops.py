@@ -11,35 +11,43 @@ from typing import Any
 
 from orchestrator.profile.model import OpBenchmark
 
-# Reference jobs: tens of milliseconds on a 2-core VM; GPU sizes are larger so the kernel, not
-# the launch, dominates.
-CPU_REFERENCE: dict[str, dict[str, Any]] = {
-    "batched_matmul": {"batch": 128, "m": 128, "n": 128, "k": 128},
-    "solve": {"n": 1024, "nrhs": 1},
-    "cholesky": {"n": 1024},
-    "qr": {"m": 2048, "n": 512},
-    "svd": {"m": 1024, "n": 256},
-    "eigh": {"n": 512},
-    "lstsq": {"m": 4096, "n": 256},
-    "fft": {"n": 1 << 20},
-    "kmeans": {"samples": 50_000, "features": 32, "clusters": 16, "iterations": 5},
-    "train_linear": {"samples": 20_000, "features": 128, "epochs": 1, "batch_size": 256},
-    "train_mlp": {"samples": 10_000, "features": 128, "hidden": [256, 256], "classes": 10, "epochs": 1,
-                  "batch_size": 256},
+# Two reference jobs per op (a small and a larger one, ~4-8x the work): tens to a few hundred
+# milliseconds on a 2-core VM. GPU sizes are larger so the kernel, not the launch, dominates.
+CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
+    "batched_matmul": [{"batch": 128, "m": 128, "n": 128, "k": 128}, {"batch": 256, "m": 256, "n": 256, "k": 256}],
+    "solve": [{"n": 1024, "nrhs": 1}, {"n": 2048, "nrhs": 1}],
+    "cholesky": [{"n": 1024}, {"n": 2048}],
+    "qr": [{"m": 2048, "n": 512}, {"m": 4096, "n": 1024}],
+    "svd": [{"m": 1024, "n": 256}, {"m": 2048, "n": 512}],
+    "eigh": [{"n": 512}, {"n": 1024}],
+    "lstsq": [{"m": 4096, "n": 256}, {"m": 8192, "n": 512}],
+    "fft": [{"n": 1 << 20}, {"n": 1 << 22}],
+    "kmeans": [{"samples": 50_000, "features": 32, "clusters": 16, "iterations": 5},
+               {"samples": 200_000, "features": 32, "clusters": 16, "iterations": 5}],
+    "train_linear": [{"samples": 20_000, "features": 128, "epochs": 1, "batch_size": 256},
+                     {"samples": 20_000, "features": 512, "epochs": 1, "batch_size": 1024}],
+    "train_mlp": [{"samples": 10_000, "features": 128, "hidden": [256, 256], "classes": 10, "epochs": 1,
+                   "batch_size": 256},
+                  {"samples": 10_000, "features": 256, "hidden": [512, 512], "classes": 10, "epochs": 1,
+                   "batch_size": 512}],
 }
-GPU_REFERENCE: dict[str, dict[str, Any]] = {
-    "batched_matmul": {"batch": 512, "m": 256, "n": 256, "k": 256},
-    "solve": {"n": 4096, "nrhs": 1},
-    "cholesky": {"n": 4096},
-    "qr": {"m": 8192, "n": 2048},
-    "svd": {"m": 4096, "n": 1024},
-    "eigh": {"n": 2048},
-    "lstsq": {"m": 16384, "n": 1024},
-    "fft": {"n": 1 << 24},
-    "kmeans": {"samples": 1_000_000, "features": 64, "clusters": 64, "iterations": 5},
-    "train_linear": {"samples": 200_000, "features": 512, "epochs": 1, "batch_size": 1024},
-    "train_mlp": {"samples": 200_000, "features": 512, "hidden": [2048, 2048], "classes": 100, "epochs": 1,
-                  "batch_size": 1024},
+GPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
+    "batched_matmul": [{"batch": 512, "m": 256, "n": 256, "k": 256}, {"batch": 256, "m": 1024, "n": 1024, "k": 1024}],
+    "solve": [{"n": 4096, "nrhs": 1}, {"n": 8192, "nrhs": 1}],
+    "cholesky": [{"n": 4096}, {"n": 8192}],
+    "qr": [{"m": 8192, "n": 2048}, {"m": 16384, "n": 4096}],
+    "svd": [{"m": 4096, "n": 1024}, {"m": 8192, "n": 2048}],
+    "eigh": [{"n": 2048}, {"n": 4096}],
+    "lstsq": [{"m": 16384, "n": 1024}, {"m": 32768, "n": 2048}],
+    "fft": [{"n": 1 << 24}, {"n": 1 << 26}],
+    "kmeans": [{"samples": 1_000_000, "features": 64, "clusters": 64, "iterations": 5},
+               {"samples": 4_000_000, "features": 64, "clusters": 64, "iterations": 5}],
+    "train_linear": [{"samples": 200_000, "features": 512, "epochs": 1, "batch_size": 1024},
+                     {"samples": 200_000, "features": 2048, "epochs": 1, "batch_size": 4096}],
+    "train_mlp": [{"samples": 200_000, "features": 512, "hidden": [2048, 2048], "classes": 100, "epochs": 1,
+                   "batch_size": 1024},
+                  {"samples": 200_000, "features": 1024, "hidden": [4096, 4096], "classes": 100, "epochs": 1,
+                   "batch_size": 4096}],
 }
 
 
@@ -47,7 +55,7 @@ def measure(op: str, params: dict[str, Any], placement: str, threads: int | None
             gpu_ids: list[int] | None = None) -> OpBenchmark:
     from orchestrator.kernels.harness import execute
 
-    task = {"op": op, "params": params, "dtype": "float32", "repeats": 3, "warmup": 1,
+    task = {"op": op, "params": params, "dtype": "float32", "repeats": 2, "warmup": 1,
             "data": "device" if placement != "cpu" else "host", "placement": placement, "seed": 0, "threads": threads}
     result = execute(task, gpu_ids)
     return OpBenchmark(params=params, dtype="float32", data=task["data"], measured_s=result["measured_s"])

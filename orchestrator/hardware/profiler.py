@@ -50,13 +50,17 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
     cpu.python_loop_s_per_element = cpu.python_loop_dot.loop_s / plan.loop_n
     step("cpu cache bandwidth")
-    cpu.cache_bandwidth = bench_cpu.cache_bandwidth(cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"),
-                                                    min_time_s=plan.min_time_s)
+    cached = bench_cpu.cache_bandwidth(cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"), min_time_s=plan.min_time_s)
+    dram = max(cpu.memory_bandwidth or 0.0, cpu.memory_bandwidth_triad or 0.0)
+    if cached is not None and cached <= dram:
+        flags.append(f"cpu.cache_bandwidth: measured {cached:.3g} B/s, not above memory's {dram:.3g}; not saved")
+        cached = None
+    cpu.cache_bandwidth = cached
     step("pytorch per-op overhead")
     cpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s("cpu")
-    for op, params in bench_ops.CPU_REFERENCE.items():
+    for op, references in bench_ops.CPU_REFERENCE.items():
         step(f"cpu {op} kernel")
-        cpu.op_benchmarks[op] = bench_ops.measure(op, params, "cpu", cpu.cores_logical)
+        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical) for params in references]
 
 
 def _cuda_device(gpu: GpuProfile) -> Any:
@@ -109,9 +113,10 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
         if device.type == "cuda":
             step(f"gpu{gpu.index} pytorch per-op overhead")
             gpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s(str(device))
-            for op, params in bench_ops.GPU_REFERENCE.items():
+            for op, references in bench_ops.GPU_REFERENCE.items():
                 step(f"gpu{gpu.index} {op} kernel")
-                gpu.op_benchmarks[op] = bench_ops.measure(op, params, "gpu", None, [gpu.index])
+                gpu.op_benchmarks[op] = [bench_ops.measure(op, params, "gpu", None, [gpu.index])
+                                         for params in references]
     if len(usable) > 1:
         step("gpu0 -> gpu1 peer bandwidth")
         a, b = (device_for(g) for g in usable[:2])

@@ -54,8 +54,14 @@ def devices_for(placement: Placement, gpu_ids: list[int] | None = None) -> list[
     return [torch.device("cuda", i) for i in ids[:placement.gpus]]
 
 
+class InjectedFailure(RuntimeError):
+    """Raised for jobs named in ORCH_FAIL_JOBS: fault injection for tests and drills."""
+
+
 def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
     """Run one job; returns measured_s, every timing, the check and where it ran."""
+    if task.get("name") and task["name"] in os.environ.get("ORCH_FAIL_JOBS", "").split(","):
+        raise InjectedFailure(f"job {task['name']} failed on purpose (ORCH_FAIL_JOBS)")
     kernel = KERNELS[task["op"]]
     p = task["params"]
     placement = Placement.parse(task["placement"])

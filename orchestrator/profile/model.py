@@ -56,7 +56,7 @@ class _Device(_Strict):
     cache_bandwidth: PositiveFloat | None = None
     # PyTorch's cost per eager op inside a training step (forward, backward, optimiser).
     torch_op_overhead_s: PositiveFloat | None = None
-    op_benchmarks: dict[str, OpBenchmark] = Field(default_factory=dict)
+    op_benchmarks: dict[str, list[OpBenchmark]] = Field(default_factory=dict)
     power_w: PositiveFloat | None = None
 
 

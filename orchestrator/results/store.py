@@ -117,13 +117,25 @@ class ResultStore:
                             job["data"], job["placement"], job["predicted_s"], job.get("status", "pending")))
 
     def record_job(self, run_id: str, name: str, **fields: Any) -> None:
-        """Upsert one job's outcome; committed (fsync'd) before this returns."""
-        for key in ("times_s", "workers", "detail"):
-            if key in fields and not isinstance(fields[key], str) and fields[key] is not None:
-                fields[key] = json.dumps(fields[key])
-        assignments = ", ".join(f"{key} = ?" for key in fields)
+        """Update one job's row; committed (fsync'd) before this returns."""
+        self.record_jobs(run_id, [(name, fields)])
+
+    def record_jobs(self, run_id: str, updates: list[tuple[str, dict[str, Any]]]) -> None:
+        """Update several jobs' rows in one transaction (a group commit); keyed by (run, job), so
+        recording a job twice never makes a second row."""
         with self._tx() as db:
-            db.execute(f"UPDATE jobs SET {assignments} WHERE run_id = ? AND name = ?", (*fields.values(), run_id, name))
+            for name, fields in updates:
+                fields = {key: json.dumps(value) if key in ("times_s", "workers", "detail") and value is not None
+                          and not isinstance(value, str) else value for key, value in fields.items()}
+                assignments = ", ".join(f"{key} = ?" for key in fields)
+                db.execute(f"UPDATE jobs SET {assignments} WHERE run_id = ? AND name = ?",
+                           (*fields.values(), run_id, name))
+
+    def mark_running(self, run_id: str, names: list[str]) -> None:
+        """Every submitted job, in one transaction."""
+        with self._tx() as db:
+            db.executemany("UPDATE jobs SET status = 'running', started = ? WHERE run_id = ? AND name = ?",
+                           [(now(), run_id, name) for name in names])
 
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again, in this process."""

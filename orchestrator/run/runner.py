@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator import backends as backend_registry
-from orchestrator.backends.base import Capacity, local_gpu_count
+from orchestrator.backends.base import Capacity, Outcome, local_gpu_count
 from orchestrator.cost.model import Hardware
 from orchestrator.errors import EnvironmentUnavailable, InputError
 from orchestrator.placement import Placement
@@ -75,7 +75,7 @@ def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
 
 def _task(jp: JobPlan, threads: int) -> dict[str, Any]:
     job = jp.job
-    return {"op": job.op, "params": job.params, "dtype": job.dtype, "repeats": job.repeats, "warmup": job.warmup,
+    return {"name": job.name, "op": job.op, "params": job.params, "dtype": job.dtype, "repeats": job.repeats, "warmup": job.warmup,
             "data": job.data, "placement": jp.chosen.placement, "seed": job.seed, "threads": threads}
 
 
@@ -91,6 +91,8 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
 
     cores = discover_cpu().cores_logical
     run_id: str | None = None
+    if address is None:  # what an embedded cluster will have is known before starting it
+        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()))
     capacity = engine.start(cores=cores, gpus=local_gpu_count() if address is None else 0)
     try:
         _refuse_impossible(forced, capacity)
@@ -117,25 +119,21 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
                 store.record_job(run_id, jp.job.name, status="skipped", error=jp.reason, finished=now())
                 emit("job", {"name": jp.job.name, "status": "skipped", "busy_s": 0.0})
                 continue
-            key = f"orch-{run_id}-{position}"
-            by_key[key] = jp
-            store.record_job(run_id, jp.job.name, status="running", started=now(), placement=jp.chosen.placement,
-                             predicted_s=jp.chosen.predicted_s)
-            gpus = Placement.parse(jp.chosen.placement).gpus
-            engine.submit(key, _task(jp, threads), cores=threads, gpus=gpus)
-        for outcome in engine.results():
-            jp = by_key[outcome.key]
-            attempts = previous.get(jp.job.name, {}).get("attempts", 0) + 1
-            if outcome.result is not None:
-                store.record_job(run_id, jp.job.name, status="ok", measured_s=outcome.result["measured_s"],
-                                 times_s=outcome.result["times_s"], attempts=attempts,
-                                 workers=[outcome.result["worker"]], error=None, finished=now(),
-                                 detail={k: outcome.result[k] for k in ("check", "devices", "threads", "host")})
-            else:
-                store.record_job(run_id, jp.job.name, status="failed", attempts=attempts, error=outcome.error,
-                                 detail={"error_type": outcome.error_type}, finished=now())
-            emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
-                         "busy_s": busy_s(jp.job, jp.chosen)})
+            by_key[f"orch-{run_id}-{position}"] = jp
+        if resume:
+            for jp in by_key.values():
+                store.record_job(run_id, jp.job.name, placement=jp.chosen.placement, predicted_s=jp.chosen.predicted_s)
+        store.mark_running(run_id, [jp.job.name for jp in by_key.values()])
+        emit("submitting", {"run_id": run_id})
+        for key, jp in by_key.items():
+            engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
+        for batch in engine.results():
+            updates = [(by_key[o.key].job.name, _fields(o, previous.get(by_key[o.key].job.name, {}))) for o in batch]
+            store.record_jobs(run_id, updates)  # durable before anything is reported
+            for outcome in batch:
+                jp = by_key[outcome.key]
+                emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
+                             "busy_s": busy_s(jp.job, jp.chosen)})
         report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
         store.finish_run(run_id, "failed" if report.failed else "done")
         return report
@@ -145,6 +143,17 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         raise
     finally:
         engine.close()
+
+
+def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
+    attempts = (before.get("attempts") or 0) + 1
+    if outcome.result is None:
+        return {"status": "failed", "attempts": attempts, "error": outcome.error,
+                "detail": {"error_type": outcome.error_type}, "finished": now()}
+    result = outcome.result
+    return {"status": "ok", "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
+            "workers": [result["worker"]], "error": None, "finished": now(),
+            "detail": {k: result[k] for k in ("check", "devices", "threads", "host")}}
 
 
 def _resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,186 @@
+"""`orch run` for real: embedded Dask, Ray, an existing Dask cluster; failures, resume, runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cli import orch
+
+DATA = Path(__file__).parent / "data"
+SMALL = DATA / "every_op_small.yaml"
+
+
+def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return orch("run", *args, "--format", "json", env=env, timeout=timeout)
+
+
+def test_every_op_on_embedded_dask(measured_profile):
+    result = _run(str(SMALL), "--profile", str(measured_profile))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"] == "dask" and report["run_id"]
+    assert len(report["jobs"]) == 17
+    for job in report["jobs"]:
+        assert job["status"] == "ok", job
+        assert job["measured_s"] > 0 and job["predicted_s"] > 0 and job["attempts"] == 1
+        assert job["workers"] and job["workers"][0].startswith("tcp://127.0.0.1:")
+        assert job["error"] is None and job["placement"] == "cpu"
+    runs = json.loads(orch("runs", "--format", "json").stdout)
+    assert runs[0]["run_id"] == report["run_id"] and runs[0]["status"] == "done"
+    assert (runs[0]["done"], runs[0]["total"]) == (17, 17)
+
+
+def test_every_op_on_ray(measured_profile):
+    pytest.importorskip("ray")
+    result = _run(str(SMALL), "--profile", str(measured_profile), "--backend", "ray")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"] == "ray"
+    assert [job["status"] for job in report["jobs"]] == ["ok"] * 17
+    assert all(job["workers"][0].startswith("ray://") for job in report["jobs"])
+    assert "Token authentication is enabled" in result.stderr
+
+
+def test_a_failing_job_fails_alone_then_resume_finishes_it(measured_profile):
+    env = {"ORCH_FAIL_JOBS": "solve,fft"}
+    first = _run(str(SMALL), "--profile", str(measured_profile), env=env)
+    assert first.returncode == 1, first.stderr
+    report = json.loads(first.stdout)
+    by_name = {job["name"]: job for job in report["jobs"]}
+    assert by_name["solve"]["status"] == "failed" and "ORCH_FAIL_JOBS" in by_name["solve"]["error"]
+    assert sum(job["status"] == "ok" for job in report["jobs"]) == 15
+    runs = json.loads(orch("runs", "--format", "json").stdout)
+    assert runs[0]["status"] == "failed"
+
+    again = _run(str(SMALL), "--profile", str(measured_profile), "--resume", report["run_id"])
+    assert again.returncode == 0, again.stderr
+    resumed = {job["name"]: job for job in json.loads(again.stdout)["jobs"]}
+    assert json.loads(again.stdout)["run_id"] == report["run_id"]
+    assert resumed["solve"]["status"] == "ok" and resumed["solve"]["attempts"] == 2
+    assert resumed["dot"]["attempts"] == 1, "finished jobs are not executed again"
+    assert resumed["dot"]["measured_s"] == by_name["dot"]["measured_s"]
+
+
+def test_resume_refuses_a_changed_workload(measured_profile, tmp_path):
+    workload = tmp_path / "w.yaml"
+    workload.write_text("version: 1\nname: w\njobs:\n  - {name: a, op: dot, n: 1000}\n")
+    report = json.loads(_run(str(workload), "--profile", str(measured_profile)).stdout)
+    workload.write_text("version: 1\nname: w\njobs:\n  - {name: a, op: dot, n: 2000}\n")
+    refused = _run(str(workload), "--profile", str(measured_profile), "--resume", report["run_id"])
+    assert refused.returncode == 2 and "changed since the run started" in refused.stderr
+
+
+def test_forced_gpu_without_gpu_fails_fast(measured_profile):
+    started = time.perf_counter()
+    result = _run(str(SMALL), "--profile", str(measured_profile), "--placement", "gpu")
+    assert result.returncode == 3
+    assert "GPU" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert time.perf_counter() - started < 15
+    assert json.loads(orch("runs", "--format", "json").stdout) == []
+
+
+def test_gpu_jobs_route_to_gpu_workers_with_cpu_stand_ins():
+    """A GPU profile with two CPU stand-ins for GPUs: GPU jobs go to the GPU worker (Dask
+    resources), gpu:2 runs the split kernels."""
+    workload = DATA / "gpu_standin.yaml"
+    result = _run(str(workload), "--profile", "h100-sxm-8", env={"ORCH_FAKE_GPUS": "2"})
+    assert result.returncode == 0, result.stderr
+    jobs = {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
+    assert jobs["big-matmul"]["placement"] == "gpu:2"
+    assert jobs["tiny-dot"]["placement"] == "cpu"
+    assert jobs["big-matmul"]["workers"] != jobs["tiny-dot"]["workers"]  # GPU worker vs CPU worker
+    assert "the cluster serves 2" in result.stderr
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+    scheduler_file = tmp_path / "scheduler.json"
+    bin_dir = Path(sys.executable).parent
+    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
+                               "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
+    for _ in range(60):
+        if scheduler_file.exists() and scheduler_file.stat().st_size:
+            break
+        time.sleep(0.25)
+    address = json.loads(scheduler_file.read_text())["address"]
+    for _ in range(2):
+        procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
+                                       "--dashboard-address", "127.0.0.1:0"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+    yield address, procs
+    for proc in reversed(procs):
+        os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_existing_dask_cluster_uses_both_workers_and_stays_up(measured_profile, dask_cluster, tmp_path):
+    from distributed import Client
+
+    address, procs = dask_cluster
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    workload = tmp_path / "spread.yaml"
+    workload.write_text("version: 1\nname: spread\njobs:\n  - name: m\n    op: matmul\n    m: 512\n    n: 512\n"
+                        "    k: 512\n    repeats: 5\n    sweep: {seed: [0, 1, 2, 3, 4, 5, 6, 7]}\n")
+    result = _run(str(workload), "--profile", str(measured_profile), "--address", address)
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    assert all(job["status"] == "ok" for job in jobs)
+    assert len({job["workers"][0] for job in jobs}) == 2, "both workers took jobs"
+    assert all(proc.poll() is None for proc in procs), "orch left the cluster running"
+    with Client(address, timeout=30) as client:
+        assert len(client.scheduler_info()["workers"]) == 2
+
+
+def test_unreachable_scheduler_is_exit_3(measured_profile):
+    result = _run(str(SMALL), "--profile", str(measured_profile), "--address", "tcp://127.0.0.1:9")
+    assert result.returncode == 3 and "unreachable" in result.stderr
+
+
+def test_uncalibrated_prediction_within_35_percent_at_the_median(measured_profile):
+    """The must-show: every op, milliseconds to about a second, on the embedded cluster."""
+    result = _run(str(DATA / "every_op.yaml"), "--profile", str(measured_profile), timeout=600)
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    assert {job["op"] for job in jobs} >= {"dot", "python_dot", "axpy", "sum", "fft", "matmul", "batched_matmul",
+                                            "solve", "cholesky", "qr", "svd", "eigh", "lstsq", "kmeans",
+                                            "train_linear", "train_mlp"}
+    errors = [abs(job["predicted_s"] - job["measured_s"]) / job["measured_s"] for job in jobs]
+    assert statistics.median(errors) <= 0.35, sorted(zip(errors, [j["name"] for j in jobs]))
+
+
+def test_no_process_left_behind(measured_profile):
+    before = {p for p in os.listdir("/proc") if p.isdigit()}
+    assert _run(str(SMALL), "--profile", str(measured_profile)).returncode == 0
+    time.sleep(1)
+    after = {p for p in os.listdir("/proc") if p.isdigit()} - before
+    leftovers = []
+    for pid in after:
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "distributed" in cmd or "dask" in cmd or "orchestrator" in cmd:
+            leftovers.append(cmd)
+    assert leftovers == []
+
+
+def test_shutil_which_dask_cli_exists():
+    assert shutil.which("dask", path=str(Path(sys.executable).parent))
