@@ -61,12 +61,16 @@ class DaskBackend(Backend):
     def _spawn(self, cores: int, gpus: int) -> Any:
         from distributed import LocalCluster, Nanny, Scheduler, SpecCluster
 
+        from orchestrator import paths
+
+        scratch = str(paths.orch_home() / "dask-scratch")  # spill files stay in orch's own folder
         common = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
         if not gpus:
             return LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"cpu": 1}, preload=PRELOAD,
-                                worker_dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL, **common)
+                                worker_dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
+                                local_directory=scratch, **common)
         worker = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": logging.CRITICAL,
-                  "preload": PRELOAD}
+                  "preload": PRELOAD, "local_directory": scratch}
         return SpecCluster(
             scheduler={"cls": Scheduler, "options": common},
             workers={"cpu": {"cls": Nanny, "options": {**worker, "nthreads": 1, "resources": {"cpu": 1}}},

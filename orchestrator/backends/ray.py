@@ -7,6 +7,8 @@ and its raylet, GCS and workers listen on every interface (docs/running.md).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -29,13 +31,17 @@ class RayBackend(Backend):
         super().__init__(address)
         self._refs: dict[Any, str] = {}
         self._remotes: dict[tuple[int, int], Any] = {}
+        self._temp_dir: str | None = None
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
         ray = _ray()
         try:
             if self.embedded:
+                # Ray's session folder holds Unix sockets (paths under ~107 bytes): a short
+                # private temporary folder, removed on close, not ORCH_HOME
+                self._temp_dir = tempfile.mkdtemp(prefix="orch-ray-")
                 ray.init(num_cpus=cores, num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, configure_logging=False)
+                         log_to_driver=False, configure_logging=False, _temp_dir=self._temp_dir)
             else:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -79,3 +85,5 @@ class RayBackend(Backend):
         self._refs.clear()
         if ray.is_initialized():
             ray.shutdown()
+        if self._temp_dir:
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
