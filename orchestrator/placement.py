@@ -25,7 +25,9 @@ class Placement:
         """Parse a placement string; ValueError with the accepted forms otherwise."""
         match = _FORM.match(str(text).strip())
         if not match:
-            raise ValueError(f"not a placement; expected {FORMS_HINT}")
+            lowered = str(text).strip().lower()
+            hint = f"; did you mean '{lowered}'?" if _FORM.match(lowered) else ""
+            raise ValueError(f"not a placement; expected {FORMS_HINT}{hint}")
         device, count, nodes = match.group(1), match.group(2), match.group(3)
         if device == "cpu" and count is not None:
             raise ValueError("cpu takes no GPU count; use cpu or cpu@K")

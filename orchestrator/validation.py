@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+import re
 import types
 import typing
 from typing import Any
@@ -75,6 +76,9 @@ def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) ->
         return loc, message
     given = err.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    if err["type"] == "literal_error" and isinstance(given, str):
+        choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        return loc, f"unknown value {given!r}; {did_you_mean(given, choices)}"
     return loc, f"{message}{shown}"
 
 
