@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, OrchError
+from orchestrator.plan.objective import Objective
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Where should this run, and how long will it take?")
@@ -34,6 +35,7 @@ class Format(str, enum.Enum):
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="table, json or yaml")]
 WorkloadArg = Annotated[Path, typer.Argument(help="workload YAML file")]
 ProfileOption = Annotated[str | None, typer.Option("--profile", "-p", help="profile name or path")]
+ObjectiveOption = Annotated[Objective, typer.Option("--objective", help="time, cost or energy")]
 PlacementOption = Annotated[str | None, typer.Option("--placement", help="force one placement for every job")]
 
 
@@ -145,18 +147,12 @@ def load_profile(name: str | None):
     return measured
 
 
-class ObjectiveChoice(str, enum.Enum):
-    time = "time"
-    cost = "cost"
-    energy = "energy"
-
-
 @app.command()
 def plan(
     workload: WorkloadArg,
     profile: ProfileOption = None,
     address: Annotated[str | None, typer.Option("--address", help="plan for the cluster at this scheduler")] = None,
-    objective: Annotated[ObjectiveChoice, typer.Option("--objective", help="time, cost or energy")] = ObjectiveChoice.time,
+    objective: ObjectiveOption = Objective.time,
     placement: PlacementOption = None,
     explain: Annotated[str | None, typer.Option("--explain", help="print every term of every candidate of JOB")] = None,
     fmt: FormatOption = Format.table,
@@ -200,7 +196,7 @@ def run(
     address: Annotated[str | None, typer.Option("--address", help="an existing cluster: tcp://host:8786, tls://..., or a Ray address")] = None,
     placement: PlacementOption = None,
     resume: Annotated[str | None, typer.Option("--resume", help="finish the unfinished jobs of RUN_ID")] = None,
-    objective: Annotated[ObjectiveChoice, typer.Option("--objective", help="time, cost or energy")] = ObjectiveChoice.time,
+    objective: ObjectiveOption = Objective.time,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Execute the plan on Dask (default) or Ray and record measured times."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware, Prediction, candidates, predict
@@ -14,12 +13,6 @@ from orchestrator.plan.schedule import Slot, balance, list_schedule
 from orchestrator.workload.model import Job, Workload
 
 INPUT_GENERATION_BYTES_PER_S = 1e9  # synthetic inputs made on the worker (estimate: NumPy RNG)
-
-
-class Objective(str, enum.Enum):
-    time = "time"
-    cost = "cost"
-    energy = "energy"
 
 
 _BETTER = {"time": "faster", "cost": "cheaper", "energy": "less energy"}
