@@ -121,7 +121,10 @@ def dask_cluster(tmp_path):
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
     yield address, procs
     for proc in reversed(procs):
-        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:  # a test killed it already
+            continue
     for proc in procs:
         try:
             proc.wait(timeout=20)
@@ -184,3 +187,30 @@ def test_no_process_left_behind(measured_profile):
 
 def test_shutil_which_dask_cli_exists():
     assert shutil.which("dask", path=str(Path(sys.executable).parent))
+
+
+def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_path):
+    """SIGKILL one of two workers mid-batch: the scheduler re-runs its job on the other, every
+    job ends ok, and the re-run job reports two attempts."""
+    from distributed import Client
+
+    address, procs = dask_cluster
+    with Client(address, timeout=30) as client:
+        client.wait_for_workers(2, timeout=60)
+    workload = tmp_path / "long.yaml"
+    # each job ~2 s on one core, so a worker is always mid-job when it is killed
+    workload.write_text("version: 1\nname: long\njobs:\n  - name: m\n    op: matmul\n    m: 2048\n    n: 2048\n"
+                        "    k: 2048\n    repeats: 20\n    sweep: {seed: [0, 1, 2, 3, 4, 5]}\n")
+    env = {**os.environ, "COLUMNS": "100"}
+    run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
+                            "--address", address, "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=env)
+    time.sleep(5)
+    victim = procs[1]
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    out, err = run.communicate(timeout=300)
+    assert run.returncode == 0, err
+    jobs = json.loads(out)["jobs"]
+    assert [job["status"] for job in jobs] == ["ok"] * 6
+    assert max(job["attempts"] for job in jobs) == 2

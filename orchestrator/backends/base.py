@@ -56,6 +56,10 @@ class Backend(abc.ABC):
         """Finished tasks in completion order, in batches of those that finished together (so
         the caller commits each batch in one transaction), until every task is back."""
 
+    def attempts(self) -> dict[str, int]:
+        """Executions per task key where the engine re-ran tasks (after a worker died)."""
+        return {}
+
     @abc.abstractmethod
     def close(self) -> None:
         """Cancel what is left; shut an embedded cluster down, leave an external one running."""

@@ -117,6 +117,14 @@ class DaskBackend(Backend):
         exc = value if isinstance(value, BaseException) else future.exception()
         return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
 
+    def attempts(self) -> dict[str, int]:
+        from orchestrator.backends.worker import ATTEMPT_TOPIC
+
+        counts: dict[str, int] = {}
+        for _, event in self.client.get_events(ATTEMPT_TOPIC):
+            counts[event["key"]] = counts.get(event["key"], 0) + 1
+        return counts
+
     def close(self) -> None:
         if self.client is not None:
             if self._futures:

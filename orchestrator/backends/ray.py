@@ -16,6 +16,9 @@ from orchestrator.backends.base import Backend, Capacity, Outcome
 from orchestrator.errors import EnvironmentUnavailable
 
 
+SYSTEM_RETRIES = 3  # as Dask's distributed.scheduler.allowed-failures
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -58,7 +61,10 @@ class RayBackend(Backend):
         if shape not in self._remotes:  # one remote function per resource shape, registered once
             from orchestrator.backends.worker import run_on_ray
 
-            self._remotes[shape] = ray.remote(run_on_ray).options(num_cpus=shape[0], num_gpus=gpus, max_retries=0)
+            # max_retries re-runs a task whose worker died (a system failure), never one whose
+            # kernel raised (retry_exceptions stays off)
+            self._remotes[shape] = ray.remote(run_on_ray).options(num_cpus=shape[0], num_gpus=gpus,
+                                                                  max_retries=SYSTEM_RETRIES)
         self._refs[self._remotes[shape].remote(task, gpus)] = key
 
     def results(self) -> Iterator[list[Outcome]]:

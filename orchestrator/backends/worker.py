@@ -42,10 +42,17 @@ def run_task(task: dict[str, Any], gpus: int, identity: str) -> dict[str, Any]:
     return result
 
 
+ATTEMPT_TOPIC = "orch-attempt"
+
+
 def run_on_dask(task: dict[str, Any], gpus: int) -> dict[str, Any]:
     from distributed import get_worker
 
-    return run_task(task, gpus, get_worker().address)
+    worker = get_worker()
+    # One event per execution: the scheduler re-runs a task whose worker died, and the client
+    # counts these to report every attempt.
+    worker.log_event(ATTEMPT_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
+    return run_task(task, gpus, worker.address)
 
 
 def run_on_ray(task: dict[str, Any], gpus: int) -> dict[str, Any]:

@@ -134,6 +134,10 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
                 jp = by_key[outcome.key]
                 emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
                              "busy_s": busy_s(jp.job, jp.chosen)})
+        reruns = {by_key[key].job.name: count for key, count in engine.attempts().items() if count > 1 and key in by_key}
+        if reruns:  # the engine re-ran these after a worker died
+            store.record_jobs(run_id, [(name, {"attempts": (previous.get(name, {}).get("attempts") or 0) + count})
+                                       for name, count in reruns.items()])
         report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
         store.finish_run(run_id, "failed" if report.failed else "done")
         return report
