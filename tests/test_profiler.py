@@ -32,7 +32,10 @@ def test_cuda_less_torch_profiles_gpus_by_discovery_only(tiny_plans):
     assert any("no CUDA" in flag for flag in result.flags)
     assert result.cpu.peak_flops["float32"] > 0
     assert set(result.cpu.op_benchmarks) == {"solve", "fft"}
-    assert result.cpu.torch_op_overhead_s > 0 and result.cpu.cache_bandwidth > 0
+    assert result.cpu.torch_op_overhead_s > 0
+    # the toy plan's "memory" arrays fit in cache, so the cache figure may not beat them: then it
+    # is flagged and left out rather than saved
+    assert result.cpu.cache_bandwidth or any("cache_bandwidth" in flag for flag in result.flags)
 
 
 def test_full_gpu_path_on_cpu_stand_in(tiny_plans):
