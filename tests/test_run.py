@@ -124,12 +124,15 @@ def dask_cluster(tmp_path):
         try:
             os.killpg(proc.pid, signal.SIGTERM)
         except ProcessLookupError:  # a test killed it already
-            continue
+            pass
     for proc in procs:
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
 
 
@@ -170,19 +173,10 @@ def test_uncalibrated_prediction_within_35_percent_at_the_median(measured_profil
 
 
 def test_no_process_left_behind(measured_profile):
-    before = {p for p in os.listdir("/proc") if p.isdigit()}
+    before = _orch_processes()
     assert _run(str(SMALL), "--profile", str(measured_profile)).returncode == 0
     time.sleep(1)
-    after = {p for p in os.listdir("/proc") if p.isdigit()} - before
-    leftovers = []
-    for pid in after:
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "distributed" in cmd or "dask" in cmd or "orchestrator" in cmd:
-            leftovers.append(cmd)
-    assert leftovers == []
+    assert _orch_processes() - before == set()
 
 
 def test_shutil_which_dask_cli_exists():
@@ -214,3 +208,32 @@ def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_
     jobs = json.loads(out)["jobs"]
     assert [job["status"] for job in jobs] == ["ok"] * 6
     assert max(job["attempts"] for job in jobs) == 2
+
+
+def _orch_processes() -> set[int]:
+    found = set()
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "distributed" in cmd or "dask" in cmd or "orchestrator" in cmd:
+            found.add(int(pid))
+    return found
+
+
+def test_ctrl_c_interrupts_cleanly(measured_profile, tmp_path):
+    """SIGINT mid-batch: exit 130, the run is `interrupted`, no process of orch or its cluster left."""
+    before = _orch_processes()
+    workload = tmp_path / "long.yaml"
+    workload.write_text("version: 1\nname: long\njobs:\n  - name: m\n    op: matmul\n    m: 2048\n    n: 2048\n"
+                        "    k: 2048\n    repeats: 20\n    sweep: {seed: [0, 1, 2, 3, 4, 5]}\n")
+    run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
+                            "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    run.send_signal(signal.SIGINT)
+    run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert json.loads(orch("runs", "--format", "json").stdout)[0]["status"] == "interrupted"
+    time.sleep(2)
+    assert _orch_processes() - before == set()
