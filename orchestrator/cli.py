@@ -52,15 +52,20 @@ def parse_placement(text: str | None):
         raise InputError(f"--placement: {exc} (got {text!r})") from None
 
 
+def _print_as(render, value, fmt: Format) -> None:
+    """Print with a render module's as_json / as_yaml / print_table."""
+    if fmt is Format.json:
+        print(render.as_json(value))
+    elif fmt is Format.yaml:
+        print(render.as_yaml(value), end="")
+    else:
+        render.print_table(value, stdout)
+
+
 def _print_profile(profile, fmt: Format) -> None:
     from orchestrator.profile import render
 
-    if fmt is Format.json:
-        print(render.as_json(profile))
-    elif fmt is Format.yaml:
-        print(render.as_yaml(profile), end="")
-    else:
-        render.print_table(profile, stdout)
+    _print_as(render, profile, fmt)
 
 
 def measure_profile(quick: bool):
@@ -175,12 +180,8 @@ def plan(
             stderr.print(Text(f"warning: {job_plan.job.source}: job '{job_plan.job.name}' {job_plan.reason}"))
     if explain:
         render.print_explain(result, explain, stdout)
-    elif fmt is Format.json:
-        print(render.as_json(result))
-    elif fmt is Format.yaml:
-        print(render.as_yaml(result), end="")
     else:
-        render.print_table(result, stdout)
+        _print_as(render, result, fmt)
 
 
 class BackendChoice(str, enum.Enum):
