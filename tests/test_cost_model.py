@@ -103,3 +103,12 @@ def test_gemm_curve_time_is_monotone_even_with_a_noisy_point():
     times = [2 * n**3 / gemm_rate(cpu, "float32", n) for n in (32, 64, 100, 128, 200, 256, 512)]
     assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(times, times[1:]))
     assert math.isfinite(times[-1])
+
+
+def test_one_slow_small_sample_does_not_drag_the_curve_down():
+    from orchestrator.profile.model import CpuProfile
+
+    cpu = CpuProfile(cores_physical=1, cores_logical=1, memory_total_bytes=1 << 30,
+                     gemm_flops={"bfloat16": {64: 6.6e7, 256: 1.56e11, 1024: 1.67e11}})
+    assert gemm_rate(cpu, "bfloat16", 256) == pytest.approx(1.56e11)
+    assert gemm_rate(cpu, "bfloat16", 64) >= 1.56e11 / 64  # raised to keep time monotone

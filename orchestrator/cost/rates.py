@@ -47,11 +47,12 @@ def _curve_rate(curve: dict[int, float], size: float) -> float:
     linearly with size below the smallest (where fixed costs dominate anyway)."""
     sizes = sorted(curve)
     # Keep the model's shape (more work never predicts less time): along the curve the rate
-    # never falls (a drop at a larger size is noise or a cache effect the model does not
-    # predict) and grows at most as n^3 (so the time of one GEMM, 2n^3/rate, never falls).
-    clean = {sizes[0]: curve[sizes[0]]}
-    for lo, hi in zip(sizes, sizes[1:]):
-        clean[hi] = min(max(curve[hi], clean[lo]), clean[lo] * (hi / lo) ** 3)
+    # never falls with size and grows at most as n^3 (so the time of one GEMM, 2n^3/rate, never
+    # falls). Cleaned from the largest size down: large GEMMs are the steadiest measurements, and
+    # one slow small-size sample (a JIT or a busy neighbour) must not drag the rest down.
+    clean = {sizes[-1]: curve[sizes[-1]]}
+    for lo, hi in zip(reversed(sizes[:-1]), reversed(sizes[1:])):
+        clean[lo] = min(max(curve[lo], clean[hi] * (lo / hi) ** 3), clean[hi])
     curve = clean
     if size <= sizes[0]:
         return curve[sizes[0]] * size / sizes[0]

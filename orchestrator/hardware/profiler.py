@@ -30,9 +30,11 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     plan = bench_cpu.CpuBenchPlan.for_machine(
         quick=quick, llc_bytes=cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"),
         available_bytes=cpu.memory_available_bytes or cpu.memory_total_bytes)
+    bench_cpu.warm_up()
     for dtype in cpu_gemm_dtypes(cpu):
         curve: dict[int, float] = {}
-        for n in plan.gemm_sizes:
+        sizes = plan.gemm_sizes + ((4096,) if dtype == "float32" and 4096 not in plan.gemm_sizes else ())
+        for n in sizes:
             step(f"cpu gemm {dtype} n={n}")
             value = accept(bench_cpu.gemm_flops(dtype, n, min_time_s=plan.min_time_s),
                            cpu.theoretical_peak_flops.get(dtype), f"cpu.gemm_flops.{dtype}[{n}]", flags)
@@ -46,9 +48,6 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
         plan.stream_bytes, min_time_s=plan.min_time_s)
     step("cpu dispatch overhead")
     cpu.dispatch_overhead_s = bench_cpu.dispatch_overhead_s(min_time_s=plan.min_time_s)
-    step(f"python loop vs vectorized dot (n={plan.loop_n})")
-    cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
-    cpu.python_loop_s_per_element = cpu.python_loop_dot.loop_s / plan.loop_n
     step("cpu cache bandwidth")
     cached = bench_cpu.cache_bandwidth(cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"), min_time_s=plan.min_time_s)
     dram = max(cpu.memory_bandwidth or 0.0, cpu.memory_bandwidth_triad or 0.0)
@@ -61,6 +60,10 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     for op, references in bench_ops.CPU_REFERENCE.items():
         step(f"cpu {op} kernel")
         cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical) for params in references]
+    # last: np.dot wakes NumPy's BLAS threads, which then compete with torch's for the cores
+    step(f"python loop vs vectorized dot (n={plan.loop_n})")
+    cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
+    cpu.python_loop_s_per_element = cpu.python_loop_dot.loop_s / plan.loop_n
 
 
 def _cuda_device(gpu: GpuProfile) -> Any:
@@ -126,10 +129,10 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
 
 
 def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool, cuda: bool) -> int:
-    cpu_sizes = 5 if quick else 7
+    cpu_sizes = 4 if quick else 7
     gpu_sizes = 3 if quick else 6
     usable = [g for g in gpus if g.available]
-    cpu_steps = len(cpu_gemm_dtypes(cpu)) * cpu_sizes + 5 + len(bench_ops.CPU_REFERENCE)
+    cpu_steps = len(cpu_gemm_dtypes(cpu)) * cpu_sizes + quick + 5 + len(bench_ops.CPU_REFERENCE)
     gpu_steps = len(bench_gpu.GPU_DTYPES) * gpu_sizes + 3 + (1 + len(bench_ops.GPU_REFERENCE) if cuda else 0)
     return cpu_steps + len(usable) * gpu_steps + (len(usable) > 1)
 

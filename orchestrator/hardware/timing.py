@@ -9,10 +9,8 @@ from collections.abc import Callable
 def best_seconds(fn: Callable[[], object], *, min_time_s: float, sync: Callable[[], None] = lambda: None,
                  min_samples: int = 3, max_samples: int = 10_000) -> float:
     """Best per-call wall time of `fn` (after one warm-up), batching calls so a sample lasts ≥ ~1 ms."""
-    fn()
-    sync()
     start = time.perf_counter()
-    fn()
+    fn()  # warm-up, and a first idea of one call's time (never counted)
     sync()
     single = max(time.perf_counter() - start, 1e-9)
     batch = max(1, min(10_000, int(1e-3 / single)))

@@ -30,6 +30,14 @@ def _curve(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
             for dtype, curve in device.gemm_flops.items()]
 
 
+def _op_rows(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
+    if not device.op_benchmarks:
+        return []
+    timed = "  ".join(f"{op} {'/'.join(seconds(b.measured_s) for b in benches)}"
+                      for op, benches in device.op_benchmarks.items())
+    return [("op kernels", timed)]
+
+
 def _cpu_rows(cpu: CpuProfile) -> list[tuple[str, str]]:
     rows = [
         ("model", cpu.model),
@@ -43,7 +51,9 @@ def _cpu_rows(cpu: CpuProfile) -> list[tuple[str, str]]:
         ("peak FLOP/s", _flops(cpu)),
         *_curve(cpu),
         ("memory bandwidth", f"copy {si(cpu.memory_bandwidth, 'B/s')}, triad {si(cpu.memory_bandwidth_triad, 'B/s')}"),
-        ("dispatch overhead", seconds(cpu.dispatch_overhead_s)),
+        ("cache bandwidth", si(cpu.cache_bandwidth, "B/s")),
+        ("dispatch overhead", f"numpy {seconds(cpu.dispatch_overhead_s)}, pytorch op {seconds(cpu.torch_op_overhead_s)}"),
+        *_op_rows(cpu),
     ]
     if cpu.cgroup and (cpu.cgroup.cpu_quota_cores or cpu.cgroup.memory_limit_bytes):
         rows.append(("cgroup limits", f"cpu {cpu.cgroup.cpu_quota_cores or '-'} cores, "
@@ -74,6 +84,7 @@ def _gpu_rows(gpu: GpuProfile) -> list[tuple[str, str]]:
         ("host->device", f"pinned {si(gpu.h2d_bandwidth, 'B/s')}, pageable {si(gpu.h2d_bandwidth_pageable, 'B/s')}"),
         ("device->host", si(gpu.d2h_bandwidth, "B/s")),
         ("launch latency", seconds(gpu.launch_latency_s)),
+        *_op_rows(gpu),
     ]
     if gpu.p2p_bandwidth:
         rows.append(("gpu<->gpu", si(gpu.p2p_bandwidth, "B/s")))
