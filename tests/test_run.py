@@ -237,3 +237,21 @@ def test_ctrl_c_interrupts_cleanly(measured_profile, tmp_path):
     assert json.loads(orch("runs", "--format", "json").stdout)[0]["status"] == "interrupted"
     time.sleep(2)
     assert _orch_processes() - before == set()
+
+
+def test_embedded_dask_listens_on_loopback_only():
+    """Scheduler, its dashboard, nanny, worker and worker dashboard: every socket on 127.0.0.1."""
+    import psutil
+
+    from orchestrator.backends.dask import DaskBackend
+
+    backend = DaskBackend(None)
+    backend.start(cores=1, gpus=0)
+    try:
+        family = {os.getpid(), *(child.pid for child in psutil.Process().children(recursive=True))}
+        listening = [c.laddr for c in psutil.net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN and c.pid in family]
+        assert len(listening) >= 4
+        assert {address.ip for address in listening} == {"127.0.0.1"}
+    finally:
+        backend.close()
