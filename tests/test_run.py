@@ -183,6 +183,14 @@ def test_shutil_which_dask_cli_exists():
     assert shutil.which("dask", path=str(Path(sys.executable).parent))
 
 
+def _long_workload(folder: Path) -> Path:
+    """Six 2048^3 matmuls of ~2 s each on one core: a batch that is always mid-job when hit."""
+    path = folder / "long.yaml"
+    path.write_text("version: 1\nname: long\njobs:\n  - name: m\n    op: matmul\n    m: 2048\n    n: 2048\n"
+                    "    k: 2048\n    repeats: 20\n    sweep: {seed: [0, 1, 2, 3, 4, 5]}\n")
+    return path
+
+
 def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_path):
     """SIGKILL one of two workers mid-batch: the scheduler re-runs its job on the other, every
     job ends ok, and the re-run job reports two attempts."""
@@ -191,10 +199,7 @@ def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_
     address, procs = dask_cluster
     with Client(address, timeout=30) as client:
         client.wait_for_workers(2, timeout=60)
-    workload = tmp_path / "long.yaml"
-    # each job ~2 s on one core, so a worker is always mid-job when it is killed
-    workload.write_text("version: 1\nname: long\njobs:\n  - name: m\n    op: matmul\n    m: 2048\n    n: 2048\n"
-                        "    k: 2048\n    repeats: 20\n    sweep: {seed: [0, 1, 2, 3, 4, 5]}\n")
+    workload = _long_workload(tmp_path)
     env = {**os.environ, "COLUMNS": "100"}
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
                             "--address", address, "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -225,9 +230,7 @@ def _orch_processes() -> set[int]:
 def test_ctrl_c_interrupts_cleanly(measured_profile, tmp_path):
     """SIGINT mid-batch: exit 130, the run is `interrupted`, no process of orch or its cluster left."""
     before = _orch_processes()
-    workload = tmp_path / "long.yaml"
-    workload.write_text("version: 1\nname: long\njobs:\n  - name: m\n    op: matmul\n    m: 2048\n    n: 2048\n"
-                        "    k: 2048\n    repeats: 20\n    sweep: {seed: [0, 1, 2, 3, 4, 5]}\n")
+    workload = _long_workload(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(6)
