@@ -191,6 +191,25 @@ def _long_workload(folder: Path) -> Path:
     return path
 
 
+def _busy_worker_group(address: str, procs: list[subprocess.Popen], timeout: float = 120) -> int:
+    """The process group of a `dask worker` that has been running a task for a second."""
+    from distributed import Client
+
+    groups = {proc.pid for proc in procs[1:]}
+    with Client(address, timeout=30) as client:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            busy = [addr for addr, keys in client.processing().items() if keys]
+            if busy:
+                time.sleep(1.0)
+                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+                group = os.getpgid(pid)
+                assert group in groups
+                return group
+            time.sleep(0.2)
+    raise AssertionError("no worker picked up a job")
+
+
 def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_path):
     """SIGKILL one of two workers mid-batch: the scheduler re-runs its job on the other, every
     job ends ok, and the re-run job reports two attempts."""
@@ -204,10 +223,8 @@ def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
                             "--address", address, "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, env=env)
-    time.sleep(5)
-    victim = procs[1]
-    os.killpg(victim.pid, signal.SIGKILL)
-    victim.wait()
+    victim = _busy_worker_group(address, procs)
+    os.killpg(victim, signal.SIGKILL)
     out, err = run.communicate(timeout=300)
     assert run.returncode == 0, err
     jobs = json.loads(out)["jobs"]
@@ -233,7 +250,13 @@ def test_ctrl_c_interrupts_cleanly(measured_profile, tmp_path):
     workload = _long_workload(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # interrupt once the run is recorded and jobs are out
+        runs = json.loads(orch("runs", "--format", "json").stdout)
+        if runs and runs[0]["status"] == "running":
+            break
+        time.sleep(0.5)
+    time.sleep(2)
     run.send_signal(signal.SIGINT)
     run.communicate(timeout=120)
     assert run.returncode == 130
