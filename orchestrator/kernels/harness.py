@@ -70,9 +70,14 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         _set_threads(task.get("threads"))
     compute = devices[0]
     on_device = task["data"] == "device"
-    gpu_present = placement.device == "gpu" or (torch.cuda.is_available() and not os.environ.get("ORCH_FAKE_GPUS"))
-    home = compute if on_device and placement.device == "gpu" else (
-        torch.device("cuda", 0) if on_device and gpu_present and torch.cuda.is_available() else torch.device("cpu"))
+    if not on_device:
+        home = torch.device("cpu")
+    elif placement.device == "gpu":
+        home = compute
+    elif torch.cuda.is_available() and not os.environ.get("ORCH_FAKE_GPUS"):
+        home = torch.device("cuda", 0)  # a CPU job whose inputs sit on a GPU copies them back
+    else:
+        home = torch.device("cpu")  # data: device with no GPU: inputs start in host memory
     gen = torch.Generator().manual_seed(task["seed"])
     inputs = kernel.make_inputs(p, TORCH_DTYPES[task["dtype"]], gen, home)
     split = len(devices) > 1
