@@ -115,6 +115,11 @@ def _power_w(hw: Hardware, placement: Placement) -> float:
     return per_node * placement.nodes
 
 
+def _per_device(total: float, replicated: float, share: int) -> float:
+    """What one of `share` devices holds or moves: its shard, plus the replicated part whole."""
+    return (total - replicated) / share + replicated
+
+
 def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
     op = get_op(job.op)
     reason = op.where_not(placement.kind)
@@ -130,9 +135,8 @@ def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
         if rates.gemm_rate(hw.gpus[0], job.dtype, 1024) is None:
             return f"{hw.gpus[0].name} has no {job.dtype} support"
     p, itemsize = job.params, ITEMSIZE[job.dtype]
-    devices = placement.devices
-    per_device = (op.working_set_elements(p) - op.replicated_elements(p)) / (devices if op.split is not Split.NONE else 1)
-    needed = (per_device + op.replicated_elements(p)) * itemsize
+    share = placement.devices if op.split is not Split.NONE else 1
+    needed = _per_device(op.working_set_elements(p), op.replicated_elements(p), share) * itemsize
     if placement.device == "gpu":
         limit = (hw.gpus[0].memory_total_bytes or 0) * GPU_MEMORY_USABLE
         where = f"{hw.gpus[0].name} memory"
@@ -170,8 +174,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True) -
             return _infeasible(placement, f"{getattr(device, 'name', 'cpu')} has no {job.dtype} support")
         terms["compute_s"] = op.flops(p) / (share * rate)
         replicated = op.replicated_elements(p)
-        traffic = (op.traffic_elements(p) - replicated) / share + replicated
-        working_set = ((op.working_set_elements(p) - replicated) / share + replicated) * itemsize
+        traffic = _per_device(op.traffic_elements(p), replicated, share)
+        working_set = _per_device(op.working_set_elements(p), replicated, share) * itemsize
         terms["memory_s"] = traffic * itemsize / rates.memory_bandwidth(device, working_set)
         scale = hw.op_scale(kind, op.name, op.flops(p) / share) if scaled else 1.0
         terms["compute_s"] *= scale
