@@ -50,6 +50,7 @@ def test_full_gpu_path_on_cpu_stand_in(tiny_plans):
         assert gpu.p2p_bandwidth
         assert gpu.theoretical_peak_flops["bfloat16"] == pytest.approx(989.5e12)
     assert steps[-1][0] == steps[-1][1], "the progress bar ends full"
+    assert len(steps) - 1 == steps[-1][1], "one step per benchmark, counted from the same plans"
     assert [d for d, _ in steps] == sorted(d for d, _ in steps)
 
 

@@ -22,7 +22,7 @@ MiB = 1 << 20
 class CpuBenchPlan:
     """Sizes and time budgets; `quick` fits in ~20 s on 2 cores, `full` in about a minute."""
 
-    gemm_sizes: tuple[int, ...]  # float32 also runs n=4096 in --quick: its peak is the headline
+    gemm_sizes: tuple[int, ...]
     min_time_s: float
     stream_bytes: int
     loop_n: int
@@ -37,6 +37,11 @@ class CpuBenchPlan:
         if quick:
             return cls((64, 256, 1024, 2048), 0.08, stream, 200_000)
         return cls((64, 128, 256, 512, 1024, 2048, 4096), 0.25, stream, 1_000_000)
+
+
+    def sizes_for(self, dtype: str) -> tuple[int, ...]:
+        """The ladder for one dtype: float32 always reaches n=4096, since its peak is the headline."""
+        return self.gemm_sizes + ((4096,) if dtype == "float32" and 4096 not in self.gemm_sizes else ())
 
 
 def gemm_flops(dtype: str, n: int, *, min_time_s: float) -> float:

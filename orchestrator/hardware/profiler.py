@@ -26,15 +26,23 @@ def cpu_gemm_dtypes(cpu: CpuProfile) -> list[str]:
     return ["float32", "float64"] + (["bfloat16"] if native_bf16 else [])
 
 
-def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[str], None]) -> None:
-    plan = bench_cpu.CpuBenchPlan.for_machine(
+# step() calls outside the GEMM ladders and op kernels, for the progress bar's total
+CPU_FIXED_STEPS = 5  # memory bandwidth, dispatch, cache bandwidth, pytorch op, python loop
+GPU_FIXED_STEPS = 3  # memory bandwidth, host<->device, launch latency
+
+
+def _cpu_plan(cpu: CpuProfile, quick: bool) -> bench_cpu.CpuBenchPlan:
+    return bench_cpu.CpuBenchPlan.for_machine(
         quick=quick, llc_bytes=cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"),
         available_bytes=cpu.memory_available_bytes or cpu.memory_total_bytes)
+
+
+def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[str], None]) -> None:
+    plan = _cpu_plan(cpu, quick)
     bench_cpu.warm_up()
     for dtype in cpu_gemm_dtypes(cpu):
         curve: dict[int, float] = {}
-        sizes = plan.gemm_sizes + ((4096,) if dtype == "float32" and 4096 not in plan.gemm_sizes else ())
-        for n in sizes:
+        for n in plan.sizes_for(dtype):
             step(f"cpu gemm {dtype} n={n}")
             value = accept(bench_cpu.gemm_flops(dtype, n, min_time_s=plan.min_time_s),
                            cpu.theoretical_peak_flops.get(dtype), f"cpu.gemm_flops.{dtype}[{n}]", flags)
@@ -129,11 +137,14 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
 
 
 def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool, cuda: bool) -> int:
-    cpu_sizes = 4 if quick else 7
-    gpu_sizes = 3 if quick else 6
+    """How many step() calls the benchmarks make, from the same plans they run."""
+    cpu_plan = _cpu_plan(cpu, quick)
+    gpu_plan = bench_gpu.GpuBenchPlan.create(quick=quick, memory_free_bytes=None)
     usable = [g for g in gpus if g.available]
-    cpu_steps = len(cpu_gemm_dtypes(cpu)) * cpu_sizes + quick + 5 + len(bench_ops.CPU_REFERENCE)
-    gpu_steps = len(bench_gpu.GPU_DTYPES) * gpu_sizes + 3 + (1 + len(bench_ops.GPU_REFERENCE) if cuda else 0)
+    cpu_steps = (sum(len(cpu_plan.sizes_for(dtype)) for dtype in cpu_gemm_dtypes(cpu))
+                 + CPU_FIXED_STEPS + len(bench_ops.CPU_REFERENCE))
+    gpu_steps = (len(bench_gpu.GPU_DTYPES) * len(gpu_plan.gemm_sizes) + GPU_FIXED_STEPS
+                 + (1 + len(bench_ops.GPU_REFERENCE) if cuda else 0))
     return cpu_steps + len(usable) * gpu_steps + (len(usable) > 1)
 
 
