@@ -184,6 +184,24 @@ def plan(
         _print_as(render, result, fmt)
 
 
+def TLSOption(flag: str, text: str):  # noqa: N802 - reads as the type it makes
+    return Annotated[Path | None, typer.Option(flag, help=text, exists=True, dir_okay=False, readable=True)]
+
+
+def tls_files(ca_file: Path | None, cert: Path | None, key: Path | None):
+    """The three --tls-* files together, or none of them (exit 2 for a partial set)."""
+    from orchestrator.backends.base import TLSFiles
+    from orchestrator.errors import InputError
+
+    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)}: needed with the other --tls-* options", fix="pass all three")
+    return TLSFiles(str(ca_file), str(cert), str(key))
+
+
 class BackendChoice(str, enum.Enum):
     dask = "dask"
     ray = "ray"
@@ -198,6 +216,11 @@ def run(
     placement: PlacementOption = None,
     resume: Annotated[str | None, typer.Option("--resume", help="finish the unfinished jobs of RUN_ID")] = None,
     objective: ObjectiveOption = Objective.time,
+    retries: Annotated[int | None, typer.Option("--retries", min=0, max=100,
+                                                help="re-runs of a job after its worker dies (default 3)")] = None,
+    tls_ca_file: TLSOption("--tls-ca-file", "CA certificate of a tls:// scheduler") = None,
+    tls_cert: TLSOption("--tls-cert", "this client's certificate for a tls:// scheduler") = None,
+    tls_key: TLSOption("--tls-key", "this client's private key for a tls:// scheduler") = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Execute the plan on Dask (default) or Ray and record measured times."""
@@ -214,7 +237,8 @@ def run(
     hardware = hardware_for(load_profile(profile))
     with run_render.Progress(stderr) as progress:
         report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
-                              objective=objective.value, resume=resume, on_event=progress.event)
+                              objective=objective.value, resume=resume, on_event=progress.event, retries=retries,
+                              tls=tls_files(tls_ca_file, tls_cert, tls_key))
     for note in report.notes:
         stderr.print(Text(f"note: {note}"))
     if fmt is Format.json:

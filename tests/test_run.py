@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import clusters
 from tests.cli import orch
 
 DATA = Path(__file__).parent / "data"
@@ -105,35 +106,8 @@ def test_gpu_jobs_route_to_gpu_workers_with_cpu_stand_ins():
 @pytest.fixture
 def dask_cluster(tmp_path):
     """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
-    scheduler_file = tmp_path / "scheduler.json"
-    bin_dir = Path(sys.executable).parent
-    procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", "0",
-                               "--dashboard-address", "127.0.0.1:0", "--scheduler-file", str(scheduler_file)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)]
-    for _ in range(60):
-        if scheduler_file.exists() and scheduler_file.stat().st_size:
-            break
-        time.sleep(0.25)
-    address = json.loads(scheduler_file.read_text())["address"]
-    for _ in range(2):
-        procs.append(subprocess.Popen([str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                                       "--dashboard-address", "127.0.0.1:0"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
-    yield address, procs
-    for proc in reversed(procs):
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:  # a test killed it already
-            pass
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+    with clusters.dask_cluster(tmp_path, workers=2) as found:
+        yield found
 
 
 def test_existing_dask_cluster_uses_both_workers_and_stays_up(measured_profile, dask_cluster, tmp_path):

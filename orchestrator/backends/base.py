@@ -13,6 +13,21 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 
+DEFAULT_RETRIES = 3  # re-runs after a worker dies, as Dask's distributed.scheduler.allowed-failures
+# what engines raise when they give up on a task because its workers kept dying
+SYSTEM_ERRORS = frozenset({"KilledWorker", "WorkerCrashedError", "OutOfMemoryError", "NodeDiedError",
+                           "ObjectLostError", "OwnerDiedError"})
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """Client certificates for a tls:// Dask scheduler (Dask's `Security`)."""
+
+    ca_file: str
+    cert: str
+    key: str
+
+
 @dataclass
 class Capacity:
     """What the cluster can serve: CPU workers (cores each) and the most GPUs one worker has."""
@@ -21,23 +36,41 @@ class Capacity:
     cores_per_worker: int
     gpus_per_worker: int = 0
     workers: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # said to the user before anything runs
 
 
 @dataclass
 class Outcome:
-    """One finished task: its result dict, or the error it raised."""
+    """One finished task: its result dict, or the error it raised. `failures` are the job's own
+    failed tries inside its last execution (`retries_on_error`)."""
 
     key: str
     result: dict[str, Any] | None
     error: str | None = None
     error_type: str | None = None
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def system(self) -> bool:
+        """The engine gave up because the task's workers died, not because the job raised."""
+        return self.result is None and self.error_type in SYSTEM_ERRORS
+
+
+@dataclass
+class History:
+    """Every execution of one task in this run and why each failed one failed."""
+
+    attempts: int
+    failures: list[dict[str, Any]]
 
 
 class Backend(abc.ABC):
     name: ClassVar[str]
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, *, retries: int | None = None, tls: Any = None) -> None:
         self.address = address
+        self.retries = retries  # None: the engine's default (DEFAULT_RETRIES, or an existing scheduler's own)
+        self.tls = tls
 
     @property
     def embedded(self) -> bool:
@@ -46,6 +79,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def start(self, *, cores: int, gpus: int) -> Capacity:
         """Start an embedded cluster (bound to 127.0.0.1) or connect to `address`."""
+
+    def link_warnings(self) -> list[str]:
+        """What the user should know about the link to `address` before orch connects."""
+        return []
 
     @abc.abstractmethod
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
@@ -56,13 +93,37 @@ class Backend(abc.ABC):
         """Finished tasks in completion order, in batches of those that finished together (so
         the caller commits each batch in one transaction), until every task is back."""
 
-    def attempts(self) -> dict[str, int]:
-        """Executions per task key where the engine re-ran tasks (after a worker died)."""
+    def executions(self) -> dict[str, list[dict[str, Any]]]:
+        """Every execution the engine started, per task key: [{"worker": ..., "time": ...}], in order."""
         return {}
+
+    def deaths(self) -> list[dict[str, Any]]:
+        """Worker processes that died during the run: {"worker", "time", "cause"}."""
+        return []
+
+    def history(self, outcome: Outcome, executions: dict[str, list[dict[str, Any]]],
+                deaths: list[dict[str, Any]]) -> History:
+        """Attempts and failures of one task: executions lost with their worker (matched to the
+        death that ended it), then the job's own failed tries in its last execution."""
+        runs = executions.get(outcome.key) or [{"worker": None, "time": 0.0}]
+        lost = runs if outcome.system else runs[:-1]
+        failures = [{"worker": run["worker"], "error_type": "WorkerDied", "error": _cause(run, deaths)} for run in lost]
+        if outcome.system:
+            return History(len(runs), failures)
+        last_tries = len(outcome.failures) + (1 if outcome.result is not None else 0)
+        return History(len(runs) - 1 + max(last_tries, 1), failures + outcome.failures)
 
     @abc.abstractmethod
     def close(self) -> None:
         """Cancel what is left; shut an embedded cluster down, leave an external one running."""
+
+
+def _cause(run: dict[str, Any], deaths: list[dict[str, Any]]) -> str:
+    """What ended an execution: the first death of its worker after it started."""
+    for death in deaths:
+        if death["worker"] == run["worker"] and death["time"] >= run["time"] - 1.0:
+            return f"worker died: {death['cause']}"
+    return "worker lost (no exit report: its nanny or node went with it)"
 
 
 def local_gpu_count() -> int:

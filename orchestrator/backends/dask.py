@@ -9,13 +9,15 @@ workers started with `--resources gpu=N`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from orchestrator.backends.base import Backend, Capacity, Outcome
-from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome
+from orchestrator.errors import EnvironmentUnavailable, InputError
 
 CONNECT_TIMEOUT_S = 10
 BATCH_WAIT_S = 0.05
@@ -31,8 +33,8 @@ WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THRE
 class DaskBackend(Backend):
     name = "dask"
 
-    def __init__(self, address: str | None = None) -> None:
-        super().__init__(address)
+    def __init__(self, address: str | None = None, **options: Any) -> None:
+        super().__init__(address, **options)
         self.cluster: Any = None
         self.client: Any = None
         self._futures: dict[Any, str] = {}
@@ -41,21 +43,64 @@ class DaskBackend(Backend):
     def start(self, *, cores: int, gpus: int) -> Capacity:
         from distributed import Client
 
+        from orchestrator.backends.deaths import DeathReporter
+
+        notes: list[str] = []
         if self.embedded:
             self.cluster = self._embedded_cluster(cores, gpus)
             self.client = Client(self.cluster, set_as_default=False)
         else:
+            security = self._security()
             try:
-                self.client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+                self.client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, security=security)
             except (OSError, TimeoutError) as exc:
                 raise EnvironmentUnavailable(f"--address {self.address}: scheduler unreachable ({exc})",
                                              fix="start it with `dask scheduler` or check the address") from None
-        return self._capacity()
+            notes += self._retry_notes()
+        self.client.register_plugin(DeathReporter())  # why workers die, for the failure records
+        capacity = self._capacity()
+        capacity.notes = notes
+        return capacity
+
+    def _security(self) -> Any:
+        """Dask `Security` for a tls:// scheduler: orch's --tls-* files, else Dask's own
+        distributed.comm.tls configuration; a tls:// address with neither is bad input."""
+        from distributed.security import Security
+
+        if not self.address.startswith("tls://"):
+            if self.tls is not None:
+                raise InputError(f"--address {self.address}: --tls-* files given for a tcp:// address",
+                                 fix="use the scheduler's tls:// address")
+            return None
+        if self.tls is not None:
+            return Security(tls_ca_file=str(self.tls.ca_file), tls_client_cert=str(self.tls.cert),
+                            tls_client_key=str(self.tls.key), require_encryption=True)
+        configured = Security()
+        if not configured.tls_ca_file:
+            raise InputError(f"--address {self.address}: a tls:// scheduler needs certificates",
+                             fix="pass --tls-ca-file, --tls-cert and --tls-key (or set Dask's distributed.comm.tls)")
+        return configured
+
+    def link_warnings(self) -> list[str]:
+        if self.embedded or not self.address.startswith("tcp://") or _is_loopback(self.address):
+            return []
+        return [f"--address {self.address}: tcp:// is unauthenticated and unencrypted; anyone who can reach the "
+                "scheduler can run code on its workers. Use tls:// with --tls-ca-file/--tls-cert/--tls-key"]
+
+    def _retry_notes(self) -> list[str]:
+        """An existing scheduler keeps its own re-run limit; say so where --retries asks another."""
+        allowed = self.client.run_on_scheduler(_allowed_failures)
+        if self.retries is None or self.retries == allowed:
+            return []
+        return [f"--retries {self.retries}: the scheduler at {self.address} re-runs a task after a worker death up "
+                f"to {allowed} times (its distributed.scheduler.allowed-failures); that limit applies"]
 
     def _embedded_cluster(self, cores: int, gpus: int) -> Any:
         import dask
 
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
+        retries = DEFAULT_RETRIES if self.retries is None else self.retries
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON,
+                              "distributed.scheduler.allowed-failures": retries}):
             return self._spawn(cores, gpus)
 
     def _spawn(self, cores: int, gpus: int) -> Any:
@@ -113,17 +158,25 @@ class DaskBackend(Backend):
     def _outcome(self, future: Any, value: Any) -> Outcome:
         key = self._futures.pop(future)
         if future.status == "finished":
-            return Outcome(key, value)
+            return Outcome(key, value, failures=value.get("failures", []))
         exc = value if isinstance(value, BaseException) else future.exception()
-        return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        failures = getattr(exc, "failures", [])
+        message = str(exc) if failures else f"{type(exc).__name__}: {exc}"  # a JobFailed names the job's error
+        return Outcome(key, None, message, failures[-1]["error_type"] if failures else type(exc).__name__, failures)
 
-    def attempts(self) -> dict[str, int]:
+    def executions(self) -> dict[str, list[dict[str, Any]]]:
         from orchestrator.backends.worker import ATTEMPT_TOPIC
 
-        counts: dict[str, int] = {}
-        for _, event in self.client.get_events(ATTEMPT_TOPIC):
-            counts[event["key"]] = counts.get(event["key"], 0) + 1
-        return counts
+        found: dict[str, list[dict[str, Any]]] = {}
+        for stamp, event in self.client.get_events(ATTEMPT_TOPIC):
+            found.setdefault(event["key"], []).append({"worker": event["worker"], "time": stamp})
+        return found
+
+    def deaths(self) -> list[dict[str, Any]]:
+        from orchestrator.backends.deaths import DEATH_TOPIC, describe
+
+        return [{"worker": event["worker"], "time": event["time"], "cause": describe(event), **event}
+                for _, event in self.client.get_events(DEATH_TOPIC)]
 
     def close(self) -> None:
         if self.client is not None:
@@ -132,3 +185,17 @@ class DaskBackend(Backend):
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _allowed_failures(dask_scheduler: Any) -> int:
+    return dask_scheduler.allowed_failures
+
+
+def _is_loopback(address: str) -> bool:
+    from distributed.comm import get_address_host
+
+    host = get_address_host(address)
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False

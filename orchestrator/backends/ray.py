@@ -1,22 +1,24 @@
 """Ray: an embedded `ray.init()` or an existing cluster by address.
 
 Ray's token authentication is left as Ray sets it (on by default for local clusters since
-Ray 2.59). Known gap: Ray 2.60 ignores `_node_ip_address="127.0.0.1"` for a local cluster here,
-and its raylet, GCS and workers listen on every interface (docs/running.md).
+Ray 2.59). The embedded cluster listens on 127.0.0.1 only: `ray.init` turns a loopback
+`_node_ip_address` into the machine's routable address (`services.resolve_ip_for_localhost`),
+and Ray's servers then bind every interface; orch keeps the loopback address for the processes
+it starts, and Ray (2.60) binds its GCS, raylet, agents and workers to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
 
-from orchestrator.backends.base import Backend, Capacity, Outcome
+from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome
 from orchestrator.errors import EnvironmentUnavailable
 
-
-SYSTEM_RETRIES = 3  # as Dask's distributed.scheduler.allowed-failures
+LOOPBACK = "127.0.0.1"
 
 
 def _ray() -> Any:
@@ -30,11 +32,12 @@ def _ray() -> Any:
 class RayBackend(Backend):
     name = "ray"
 
-    def __init__(self, address: str | None = None) -> None:
-        super().__init__(address)
+    def __init__(self, address: str | None = None, **options: Any) -> None:
+        super().__init__(address, **options)
         self._refs: dict[Any, str] = {}
         self._remotes: dict[tuple[int, int], Any] = {}
         self._temp_dir: str | None = None
+        self._log: Any = None
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
         ray = _ray()
@@ -43,12 +46,14 @@ class RayBackend(Backend):
                 # Ray's session folder holds Unix sockets (paths under ~107 bytes): a short
                 # private temporary folder, removed on close, not ORCH_HOME
                 self._temp_dir = tempfile.mkdtemp(prefix="orch-ray-")
-                ray.init(num_cpus=cores, num_gpus=gpus, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         log_to_driver=False, configure_logging=False, _temp_dir=self._temp_dir)
+                with _loopback_only(ray):
+                    ray.init(num_cpus=cores, num_gpus=gpus, include_dashboard=False, _node_ip_address=LOOPBACK,
+                             log_to_driver=False, configure_logging=False, _temp_dir=self._temp_dir)
             else:
                 ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise EnvironmentUnavailable(f"--address {self.address}: cannot connect to Ray ({exc})") from None
+        self._log = ray.remote(num_cpus=0)(AttemptLog).remote()
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         cores_per = min((int(n["Resources"].get("CPU", 1)) for n in nodes), default=1)
         gpus_per = max((int(n["Resources"].get("GPU", 0)) for n in nodes), default=0)
@@ -62,10 +67,10 @@ class RayBackend(Backend):
             from orchestrator.backends.worker import run_on_ray
 
             # max_retries re-runs a task whose worker died (a system failure), never one whose
-            # kernel raised (retry_exceptions stays off)
-            self._remotes[shape] = ray.remote(run_on_ray).options(num_cpus=shape[0], num_gpus=gpus,
-                                                                  max_retries=SYSTEM_RETRIES)
-        self._refs[self._remotes[shape].remote(task, gpus)] = key
+            # kernel raised (retry_exceptions stays off; the job's own retries_on_error apply)
+            retries = DEFAULT_RETRIES if self.retries is None else self.retries
+            self._remotes[shape] = ray.remote(run_on_ray).options(num_cpus=shape[0], num_gpus=gpus, max_retries=retries)
+        self._refs[self._remotes[shape].remote({**task, "key": key}, gpus, self._log)] = key
 
     def results(self) -> Iterator[list[Outcome]]:
         ray = _ray()
@@ -79,10 +84,18 @@ class RayBackend(Backend):
     def _outcome(self, ray: Any, ref: Any) -> Outcome:
         key = self._refs.pop(ref)
         try:
-            return Outcome(key, ray.get(ref))
+            value = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a task's failure is data here
             cause = getattr(exc, "cause", None) or exc
+            failures = getattr(cause, "failures", [])
+            if failures:  # the job's own code raised (JobFailed)
+                return Outcome(key, None, str(cause), failures[-1]["error_type"], failures)
             return Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
+        return Outcome(key, value, failures=value.get("failures", []))
+
+    def executions(self) -> dict[str, list[dict[str, Any]]]:
+        ray = _ray()
+        return ray.get(self._log.executions.remote()) if self._log is not None else {}
 
     def close(self) -> None:
         ray = _ray()
@@ -90,6 +103,37 @@ class RayBackend(Backend):
             ray.cancel(ref, force=True)
         self._refs.clear()
         if ray.is_initialized():
+            if self._log is not None:
+                ray.kill(self._log)
             ray.shutdown()
         if self._temp_dir:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
+
+
+class AttemptLog:
+    """A zero-CPU actor every execution reports to: Ray re-runs a task whose worker died without
+    telling the caller, and this is how the attempts are counted."""
+
+    def __init__(self) -> None:
+        self._runs: dict[str, list[dict[str, Any]]] = {}
+
+    def record(self, key: str, worker: str) -> None:
+        import time
+
+        self._runs.setdefault(key, []).append({"worker": worker, "time": time.time()})
+
+    def executions(self) -> dict[str, list[dict[str, Any]]]:
+        return self._runs
+
+
+@contextlib.contextmanager
+def _loopback_only(ray: Any) -> Iterator[None]:
+    """Keep 127.0.0.1 as the node address of the cluster ray.init starts (see the module doc)."""
+    from ray._private import services
+
+    resolve = services.resolve_ip_for_localhost
+    services.resolve_ip_for_localhost = lambda host: host
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = resolve

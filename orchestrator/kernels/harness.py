@@ -58,10 +58,21 @@ class InjectedFailure(RuntimeError):
     """Raised for jobs named in ORCH_FAIL_JOBS: fault injection for tests and drills."""
 
 
+_INJECTED: dict[str, int] = {}  # failures injected so far in this process, per job
+
+
+def _inject_failure(name: str | None) -> None:
+    """ORCH_FAIL_JOBS=a,b:2 fails job a on every execution and job b on its first 2 in this process."""
+    for entry in os.environ.get("ORCH_FAIL_JOBS", "").split(","):
+        job, _, count = entry.rpartition(":") if entry.rpartition(":")[2].isdigit() else (entry, "", "")
+        if job and job == name and (not count or _INJECTED.get(job, 0) < int(count)):
+            _INJECTED[job] = _INJECTED.get(job, 0) + 1
+            raise InjectedFailure(f"job {name} failed on purpose (ORCH_FAIL_JOBS)")
+
+
 def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
     """Run one job; returns measured_s, every timing, the check and where it ran."""
-    if task.get("name") and task["name"] in os.environ.get("ORCH_FAIL_JOBS", "").split(","):
-        raise InjectedFailure(f"job {task['name']} failed on purpose (ORCH_FAIL_JOBS)")
+    _inject_failure(task.get("name"))
     kernel = KERNELS[task["op"]]
     p = task["params"]
     placement = Placement.parse(task["placement"])

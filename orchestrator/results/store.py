@@ -153,13 +153,11 @@ class ResultStore:
 
     def jobs(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._db.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY position", (run_id,)).fetchall()
-        out = []
-        for row in rows:
-            job = dict(row)
-            for key in ("params", "times_s", "workers", "detail"):
-                job[key] = json.loads(job[key]) if job[key] else None
-            out.append(job)
-        return out
+        return [_decoded(row) for row in rows]
+
+    def job(self, run_id: str, name: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
+        return _decoded(row) if row else None
 
     def runs(self) -> list[RunSummary]:
         """Newest first. A `running` run whose process is gone is reported `interrupted`."""
@@ -177,6 +175,13 @@ class ResultStore:
     def latest_run_id(self) -> str | None:
         found = self.runs()
         return found[0].run_id if found else None
+
+
+def _decoded(row: sqlite3.Row) -> dict[str, Any]:
+    job = dict(row)
+    for key in ("params", "times_s", "workers", "detail"):
+        job[key] = json.loads(job[key]) if job[key] else None
+    return job
 
 
 def _alive(pid: int | None) -> bool:

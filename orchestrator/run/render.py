@@ -38,6 +38,9 @@ class Progress:
             self.bar.__exit__(*exc)
 
     def event(self, kind: str, details: dict[str, Any]) -> None:
+        if kind == "warning":  # on a terminal or not
+            self.console.print(Text(f"warning: {details['message']}"))
+            return
         if self.bar is None:
             return
         if kind == "planned":

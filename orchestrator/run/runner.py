@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator import backends as backend_registry
-from orchestrator.backends.base import Capacity, Outcome, local_gpu_count
+from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
 from orchestrator.cost.model import Hardware
 from orchestrator.errors import EnvironmentUnavailable, InputError
 from orchestrator.placement import Placement
@@ -33,6 +33,7 @@ class RunReport:
     profile: str
     jobs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the cluster link, emitted as "warning" events
 
     @property
     def failed(self) -> bool:
@@ -76,30 +77,40 @@ def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
 def _task(jp: JobPlan, threads: int) -> dict[str, Any]:
     job = jp.job
     return {"name": job.name, "op": job.op, "params": job.params, "dtype": job.dtype, "repeats": job.repeats, "warmup": job.warmup,
-            "data": job.data, "placement": jp.chosen.placement, "seed": job.seed, "threads": threads}
+            "data": job.data, "placement": jp.chosen.placement, "seed": job.seed, "threads": threads,
+            "retries_on_error": job.retries_on_error}
 
 
 def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", address: str | None = None,
                  forced: Placement | None = None, objective: str = "time", store: ResultStore | None = None,
-                 on_event: Event | None = None, resume: str | None = None) -> RunReport:
-    """Plan, execute and record `workload`; returns every job's outcome (the contract's JSON)."""
+                 on_event: Event | None = None, resume: str | None = None, retries: int | None = None,
+                 tls: TLSFiles | None = None) -> RunReport:
+    """Plan, execute and record `workload`; returns every job's outcome (the contract's JSON).
+    `retries`: re-runs of a job after its worker dies (default 3); `tls`: client certificates
+    for a tls:// Dask scheduler."""
     store = store or ResultStore()
     emit = on_event or (lambda kind, details: None)
     previous = _resumable(store, resume, workload) if resume else {}
-    engine = backend_registry.get(backend, address)
+    engine = backend_registry.get(backend, address, retries=retries, tls=tls)
     from orchestrator.hardware.cpu import discover_cpu
 
     cores = discover_cpu().cores_logical
     run_id: str | None = None
     if address is None:  # what an embedded cluster will have is known before starting it
         _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()))
+    warnings = engine.link_warnings()
+    for warning in warnings:  # said before connecting
+        emit("warning", {"message": warning})
     capacity = engine.start(cores=cores, gpus=local_gpu_count() if address is None else 0)
     try:
         _refuse_impossible(forced, capacity)
+        for warning in capacity.notes:  # said now, before anything runs
+            emit("warning", {"message": warning})
+        warnings += capacity.notes
         notes: list[str] = []
         plan = make_plan(workload, fit_to_capacity(hw, capacity, notes), objective, forced)
         run_id = resume or new_run_id()
-        report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes)
+        report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
         rows = [{"name": jp.job.name, "op": jp.job.op, "params": jp.job.params, "dtype": jp.job.dtype,
                  "data": jp.job.data, "placement": jp.chosen.placement if jp.chosen else None,
                  "predicted_s": jp.chosen.predicted_s if jp.chosen else None} for jp in plan.jobs]
@@ -127,17 +138,16 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         emit("submitting", {"run_id": run_id})
         for key, jp in by_key.items():
             engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
+        outcomes: list[Outcome] = []
         for batch in engine.results():
+            outcomes += batch
             updates = [(by_key[o.key].job.name, _fields(o, previous.get(by_key[o.key].job.name, {}))) for o in batch]
             store.record_jobs(run_id, updates)  # durable before anything is reported
             for outcome in batch:
                 jp = by_key[outcome.key]
                 emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
                              "busy_s": busy_s(jp.job, jp.chosen)})
-        reruns = {by_key[key].job.name: count for key, count in engine.attempts().items() if count > 1 and key in by_key}
-        if reruns:  # the engine re-ran these after a worker died
-            store.record_jobs(run_id, [(name, {"attempts": (previous.get(name, {}).get("attempts") or 0) + count})
-                                       for name, count in reruns.items()])
+        _record_histories(store, run_id, engine, by_key, outcomes, previous)
         report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
         store.finish_run(run_id, "failed" if report.failed else "done")
         return report
@@ -150,14 +160,42 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
 
 
 def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
-    attempts = (before.get("attempts") or 0) + 1
+    """A finished job's row, as far as the outcome alone tells; engine re-runs are added once
+    the batch is over (`_record_histories`)."""
+    earlier = (before.get("detail") or {}).get("failures", [])
+    attempts = (before.get("attempts") or 0) + max(len(outcome.failures) + (outcome.result is not None), 1)
+    failures = earlier + outcome.failures
     if outcome.result is None:
-        return {"status": "failed", "attempts": attempts, "error": outcome.error,
-                "detail": {"error_type": outcome.error_type}, "finished": now()}
+        return {"status": "failed", "attempts": attempts, "error": outcome.error, "finished": now(),
+                "detail": {"error_type": outcome.error_type, "failures": failures}}
     result = outcome.result
     return {"status": "ok", "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
             "workers": [result["worker"]], "error": None, "finished": now(),
-            "detail": {k: result[k] for k in ("check", "devices", "threads", "host")}}
+            "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host")}, "failures": failures}}
+
+
+def _record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: dict[str, JobPlan],
+                      outcomes: list[Outcome], previous: dict[str, dict[str, Any]]) -> None:
+    """Every attempt the engine made, with why each failed one failed: executions lost with a
+    dead worker (and what killed it) come from the engine after the batch."""
+    executions, deaths = engine.executions(), engine.deaths()
+    updates = []
+    for outcome in outcomes:
+        name = by_key[outcome.key].job.name
+        history = engine.history(outcome, executions, deaths)
+        lost = [f for f in history.failures if f["error_type"] == "WorkerDied"]
+        if not lost:
+            continue  # what was recorded already says it all
+        before = previous.get(name, {})
+        row = store.job(run_id, name) or {}
+        detail = {**(row.get("detail") or {}), "failures": (before.get("detail") or {}).get("failures", []) + history.failures}
+        fields: dict[str, Any] = {"attempts": (before.get("attempts") or 0) + history.attempts, "detail": detail}
+        if outcome.system:
+            fields["error"] = (f"{outcome.error_type}: its worker died on each of {len(lost)} attempts; last "
+                               f"{lost[-1]['worker']}: {lost[-1]['error']}")
+        updates.append((name, fields))
+    if updates:
+        store.record_jobs(run_id, updates)
 
 
 def _resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str, dict[str, Any]]:
@@ -176,7 +214,8 @@ def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
     return {"name": row["name"], "op": row["op"], "placement": row["placement"], "predicted_s": predicted,
             "measured_s": measured, "status": row["status"] if row["status"] in ("ok", "failed", "skipped") else "failed",
             "attempts": row["attempts"], "workers": row["workers"] or [], "error": row["error"],
-            "error_pct": error_pct, "times_s": row["times_s"], "dtype": row["dtype"], "data": row["data"]}
+            "error_pct": error_pct, "times_s": row["times_s"], "dtype": row["dtype"], "data": row["data"],
+            "failures": (row["detail"] or {}).get("failures", [])}
 
 
 def as_contract(report: RunReport) -> dict[str, Any]:

@@ -93,7 +93,7 @@ def _expand(raw: dict[str, Any], defaults: dict[str, Any], index: int, source: s
             name=name, op=op.name, params={p: getattr(valid, p) for p in op.params},
             dtype=valid.dtype, repeats=valid.repeats, warmup=valid.warmup, data=valid.data,
             placement=valid.placement, seed=valid.seed, objective=valid.objective,
-            max_cost_usd=valid.max_cost_usd, source=field_path(where)))
+            max_cost_usd=valid.max_cost_usd, retries_on_error=valid.retries_on_error, source=field_path(where)))
     return jobs
 
 

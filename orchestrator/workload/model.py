@@ -46,6 +46,9 @@ class JobCommon(BaseModel):
     seed: Annotated[StrictInt, Field(ge=0)] = 0
     objective: Literal["time", "cost", "energy"] | None = None
     max_cost_usd: Annotated[float, Field(gt=0)] | None = None
+    # re-runs after the job's own code raised; 0 = an exception fails the job at once (a dead
+    # worker is a system failure, retried per `orch run --retries`, not counted here)
+    retries_on_error: Annotated[StrictInt, Field(ge=0, le=10)] = 0
 
 
 class JobBase(JobCommon):
@@ -110,6 +113,7 @@ class Job:
     seed: int = 0
     objective: str | None = None
     max_cost_usd: float | None = None
+    retries_on_error: int = 0
     source: str = ""  # "jobs[2]" — where in the file it came from
 
 
