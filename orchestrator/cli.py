@@ -221,6 +221,8 @@ def run(
     tls_ca_file: TLSOption("--tls-ca-file", "CA certificate of a tls:// scheduler") = None,
     tls_cert: TLSOption("--tls-cert", "this client's certificate for a tls:// scheduler") = None,
     tls_key: TLSOption("--tls-key", "this client's private key for a tls:// scheduler") = None,
+    learn: Annotated[bool, typer.Option("--learn/--no-learn",
+                                        help="refit the profile's calibration with this run (default on)")] = True,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Execute the plan on Dask (default) or Ray and record measured times."""
@@ -238,7 +240,7 @@ def run(
     with run_render.Progress(stderr) as progress:
         report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
                               objective=objective.value, resume=resume, on_event=progress.event, retries=retries,
-                              tls=tls_files(tls_ca_file, tls_cert, tls_key))
+                              tls=tls_files(tls_ca_file, tls_cert, tls_key), learn=learn)
     for note in report.notes:
         stderr.print(Text(f"note: {note}"))
     if fmt is Format.json:
@@ -251,6 +253,40 @@ def run(
         run_render.print_table(report, stdout)
     if report.failed:
         raise typer.Exit(EXIT_JOB_FAILED)
+
+
+@app.command()
+def calibrate(profile: ProfileOption = None, fmt: FormatOption = Format.table) -> None:
+    """Fit the cost model to the recorded runs of a profile; print the error before and after."""
+    import json
+
+    from orchestrator.cost.calibration import refit
+    from orchestrator.errors import InputError
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.results.store import ResultStore
+
+    hardware = hardware_for(load_profile(profile), calibrated=False)
+    store = ResultStore()
+    try:
+        done = refit(hardware.name, hardware, store)
+    finally:
+        store.close()
+    if done is None:
+        raise InputError(f"--profile {hardware.name}: no recorded ok jobs to learn from",
+                         fix=f"run a workload first: orch run W.yaml --profile {hardware.name}")
+    if fmt is not Format.table:
+        data = {"profile": hardware.name, "path": str(done.path), "before": done.before, "after": done.after,
+                "groups": [g.model_dump() for g in done.calibration.groups]}
+        if fmt is Format.json:
+            print(json.dumps(data, indent=2))
+        else:
+            import yaml
+
+            print(yaml.safe_dump(data, sort_keys=False), end="")
+        return
+    from orchestrator.cost import calibration_render
+
+    calibration_render.print_table(done, stdout)
 
 
 @app.command()

@@ -189,6 +189,8 @@ def test_embedded_ray_listens_on_loopback_only():
     pytest.importorskip("ray")
     from orchestrator.backends.ray import RayBackend
 
+    auth_mode = os.environ.get("RAY_AUTH_MODE")  # ray.init sets it in this process
+
     backend = RayBackend(None)
     backend.start(cores=1, gpus=0)
     try:
@@ -201,6 +203,8 @@ def test_embedded_ray_listens_on_loopback_only():
         assert all(ipaddress.ip_address(a.ip).is_loopback or a.ip == "::ffff:127.0.0.1" for a in listening), listening
     finally:
         backend.close()
+        if auth_mode is None:  # keep it from leaking into later tests' subprocesses
+            os.environ.pop("RAY_AUTH_MODE", None)
 
 
 def test_embedded_dask_takes_the_retry_limit():

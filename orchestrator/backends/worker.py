@@ -98,3 +98,4 @@ def run_on_ray(task: dict[str, Any], gpus: int, attempt_log: Any) -> dict[str, A
     # Ray sets CUDA_VISIBLE_DEVICES to this task's GPUs: ordinals 0..gpus-1 are its own, so no
     # pool to take them from
     return run_task(task, 0, identity, lambda t, _ids: execute(t, list(range(gpus)) or None))
+

@@ -12,6 +12,7 @@ import functools
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.cost import calibration as learned
 from orchestrator.cost import rates
 from orchestrator.ops import ITEMSIZE, Kernel, Split
 from orchestrator.ops import get as get_op
@@ -35,6 +36,7 @@ class Hardware:
     node: NodeProfile
     nodes: int = 1
     network: Network | None = None
+    calibration: learned.Calibration | None = None  # factors learned from recorded runs
 
     @functools.cached_property
     def gpus(self) -> list[GpuProfile]:
@@ -149,9 +151,10 @@ def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
     return None
 
 
-def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True) -> Prediction:
+def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, calibrated: bool = True) -> Prediction:
     """Predicted seconds of one execution of `job` on `placement` (the contract's measured_s).
-    `scaled=False` leaves out the op's measured scale (how the scale itself is derived)."""
+    `scaled=False` leaves out the op's measured scale (how the scale itself is derived);
+    `calibrated=False` the factors learned from recorded runs (how those are fitted)."""
     problem = _feasibility(job, placement, hw)
     if problem:
         return _infeasible(placement, problem)
@@ -220,6 +223,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True) -
             latency = NCCL_LATENCY_S
         terms["communication_s"] = op.collectives(p) * _allreduce_s(nbytes, n, bandwidth, latency)
 
+    if calibrated and hw.calibration is not None:
+        terms = learned.apply(terms, hw.calibration.factors(op.name, placement.device, job.dtype))
     predicted = terms["overhead_s"] + max(terms["compute_s"], terms["memory_s"]) + terms["transfer_s"] + terms["communication_s"]
     bound = max(terms, key=terms.get).removesuffix("_s")
     prediction = Prediction(str(placement), True, predicted, bound, terms=terms)

@@ -159,6 +159,13 @@ class ResultStore:
         row = self._db.execute("SELECT * FROM jobs WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
         return _decoded(row) if row else None
 
+    def jobs_for_profile(self, profile: str) -> tuple[list[dict[str, Any]], int]:
+        """Every job of every run made with `profile`, and how many runs that is."""
+        rows = self._db.execute("SELECT j.* FROM jobs j JOIN runs r ON r.run_id = j.run_id WHERE r.profile = ? "
+                                "ORDER BY r.started, j.position", (profile,)).fetchall()
+        runs = self._db.execute("SELECT COUNT(*) FROM runs WHERE profile = ?", (profile,)).fetchone()[0]
+        return [_decoded(row) for row in rows], runs
+
     def runs(self) -> list[RunSummary]:
         """Newest first. A `running` run whose process is gone is reported `interrupted`."""
         rows = self._db.execute(

@@ -59,7 +59,7 @@ def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str]) -> Hardw
         node = node.model_copy(update={"gpus": hw.gpus[:capacity.gpus_per_worker]})
     if hw.nodes > 1:
         notes.append(f"{hw.name} describes {hw.nodes} nodes; multi-node execution is not built yet: planning one node")
-    return Hardware(hw.name, node, 1, hw.network)
+    return Hardware(hw.name, node, 1, hw.network, hw.calibration)
 
 
 def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
@@ -84,10 +84,10 @@ def _task(jp: JobPlan, threads: int) -> dict[str, Any]:
 def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", address: str | None = None,
                  forced: Placement | None = None, objective: str = "time", store: ResultStore | None = None,
                  on_event: Event | None = None, resume: str | None = None, retries: int | None = None,
-                 tls: TLSFiles | None = None) -> RunReport:
+                 tls: TLSFiles | None = None, learn: bool = True) -> RunReport:
     """Plan, execute and record `workload`; returns every job's outcome (the contract's JSON).
     `retries`: re-runs of a job after its worker dies (default 3); `tls`: client certificates
-    for a tls:// Dask scheduler."""
+    for a tls:// Dask scheduler; `learn`: refit the profile's calibration with this run."""
     store = store or ResultStore()
     emit = on_event or (lambda kind, details: None)
     previous = _resumable(store, resume, workload) if resume else {}
@@ -150,6 +150,8 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
         report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
         store.finish_run(run_id, "failed" if report.failed else "done")
+        if learn and any(job["status"] == "ok" for job in report.jobs):
+            _learn(hw, store, report)
         return report
     except BaseException:
         if run_id is not None and (store.run(run_id) or {}).get("status") == "running":
@@ -157,6 +159,17 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         raise
     finally:
         engine.close()
+
+
+def _learn(hw: Hardware, store: ResultStore, report: RunReport) -> None:
+    """Feed this run to the profile's calibration (`orch calibrate` does the same on demand)."""
+    from orchestrator.cost.calibration import refit
+
+    uncalibrated = Hardware(hw.name, hw.node, hw.nodes, hw.network)
+    done = refit(hw.name, uncalibrated, store)
+    if done:
+        report.notes.append(f"calibration of {hw.name} refitted on {done.before['jobs']} recorded jobs: median error "
+                            f"{done.before['median']:.0%} -> {done.after['median']:.0%} (`orch calibrate` for detail)")
 
 
 def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,238 @@
+"""Learning from measurements: per op family, device kind and dtype, two factors on the model.
+
+    calibrated = a * overhead + b * max(compute, memory) + transfer + communication
+
+`a` and `b` are positive, so more work still never predicts less time (each term is
+non-decreasing in the work and both factors multiply non-negative terms). They are fitted to the
+recorded runs of one profile in log space (the error that matters is the ratio) with a Huber
+loss (residuals past 10% count linearly, so one disturbed measurement cannot drag a fit). A group
+whose runs have a single size cannot tell `a` from `b` and gets one factor for both.
+
+Groups: (op, device, dtype) where that dtype has enough runs, and (op, device, "*") pooled over
+dtypes, which serves the dtypes never run. Stored in `$ORCH_HOME/calibration/<profile>.yaml`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from orchestrator import paths
+from orchestrator.safe_yaml import load_file
+
+HUBER_DELTA = 0.1        # log-ratio beyond which a residual counts linearly (about 10%)
+MIN_DTYPE_SAMPLES = 3    # runs of one dtype before it gets factors of its own
+LOG_RANGE = 7.0          # factors between e^-7 and e^7 (0.0009x to 1100x)
+ANY_DTYPE = "*"
+
+
+class Factors(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    op: str
+    device: str          # cpu | gpu
+    dtype: str           # a dtype, or "*" for every dtype of the op on that device
+    samples: int
+    sizes: int           # distinct amounts of work among the samples
+    overhead: float = Field(gt=0)
+    work: float = Field(gt=0)
+    median_error_before: float
+    median_error_after: float
+
+
+class Calibration(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = 1
+    profile: str
+    fitted: str
+    runs: int
+    groups: list[Factors] = Field(default_factory=list)
+    _index: dict[tuple[str, str, str], Factors] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any) -> None:
+        self._index = {(g.op, g.device, g.dtype): g for g in self.groups}
+
+    def factors(self, op: str, device: str, dtype: str) -> Factors | None:
+        """This dtype's factors, else the op's on that device pooled over dtypes, else none."""
+        return self._index.get((op, device, dtype)) or self._index.get((op, device, ANY_DTYPE))
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One recorded job, re-predicted without calibration, split into the model's terms."""
+
+    op: str
+    device: str
+    dtype: str
+    overhead_s: float
+    work_s: float
+    fixed_s: float
+    measured_s: float
+    flops: float
+
+
+def calibration_path(profile: str) -> Path:
+    folder = paths.orch_home() / "calibration"
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return folder / f"{profile}.yaml"
+
+
+def load(profile: str) -> Calibration | None:
+    """The saved factors of `profile`; a damaged file is a one-line ProfileError naming it."""
+    from pydantic import ValidationError
+
+    from orchestrator.errors import ProfileError
+    from orchestrator.validation import field_path, first_problem
+
+    path = calibration_path(profile)
+    if not path.exists():
+        return None
+    try:
+        return Calibration.model_validate(load_file(path, ProfileError))
+    except ValidationError as exc:
+        loc, message = first_problem(exc, Calibration)
+        raise ProfileError(f"{path}: {field_path(loc)}: {message}", fix="run `orch calibrate` to fit it again") from None
+
+
+def save(calibration: Calibration) -> Path:
+    import os
+
+    import yaml
+
+    path = calibration_path(calibration.profile)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(calibration.model_dump(), sort_keys=False))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
+
+
+def _predict(samples: list[Sample], overhead: float, work: float) -> np.ndarray:
+    o = np.array([s.overhead_s for s in samples])
+    w = np.array([s.work_s for s in samples])
+    f = np.array([s.fixed_s for s in samples])
+    return overhead * o + work * w + f
+
+
+def _huber(residual: np.ndarray) -> np.ndarray:
+    r = np.abs(residual)
+    return np.where(r <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (r - 0.5 * HUBER_DELTA))
+
+
+def fit_group(samples: list[Sample]) -> tuple[float, float]:
+    """(overhead factor, work factor) minimising the Huber loss of log(predicted / measured):
+    a 41 x 41 grid over both log-factors, then finer grids around the best point."""
+    o = np.array([s.overhead_s for s in samples])
+    w = np.array([s.work_s for s in samples])
+    f = np.array([s.fixed_s for s in samples])
+    m = np.log(np.array([s.measured_s for s in samples]))
+    tied = len({round(math.log(s.flops), 3) for s in samples}) < 2 or not np.any(o)
+    cx = cy = 0.0
+    span = LOG_RANGE
+    for _ in range(4):
+        xs = np.linspace(cx - span, cx + span, 41)
+        if tied:
+            pred = np.exp(xs)[:, None] * (o + w)[None, :] + f[None, :]
+            cx = cy = float(xs[int(np.argmin(_huber(np.log(pred) - m).sum(axis=1)))])
+        else:
+            ys = np.linspace(cy - span, cy + span, 41)
+            pred = np.exp(xs)[:, None, None] * o + np.exp(ys)[None, :, None] * w + f
+            i, j = np.unravel_index(int(np.argmin(_huber(np.log(pred) - m).sum(axis=2))), (41, 41))
+            cx, cy = float(xs[i]), float(ys[j])
+        span /= 8
+    return math.exp(cx), math.exp(cy)
+
+
+def _errors(samples: list[Sample], overhead: float, work: float) -> list[float]:
+    predicted = _predict(samples, overhead, work)
+    return [abs(p - s.measured_s) / s.measured_s for p, s in zip(predicted, samples, strict=True)]
+
+
+def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibration:
+    groups: dict[tuple[str, str, str], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.op, s.device, ANY_DTYPE), []).append(s)
+        groups.setdefault((s.op, s.device, s.dtype), []).append(s)
+    found = []
+    for (op, device, dtype), members in sorted(groups.items()):
+        if dtype != ANY_DTYPE and len(members) < MIN_DTYPE_SAMPLES:
+            continue
+        overhead, work = fit_group(members)
+        found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
+                             sizes=len({round(math.log(s.flops), 3) for s in members}),
+                             overhead=round(overhead, 6), work=round(work, 6),
+                             median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
+                             median_error_after=round(statistics.median(_errors(members, overhead, work)), 4)))
+    return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found)
+
+
+def apply(terms: dict[str, float], factors: Factors | None) -> dict[str, float]:
+    if factors is None:
+        return terms
+    return {**terms, "overhead_s": terms["overhead_s"] * factors.overhead,
+            "compute_s": terms["compute_s"] * factors.work, "memory_s": terms["memory_s"] * factors.work}
+
+
+def summary_errors(samples: list[Sample], calibration: Calibration | None) -> dict[str, float]:
+    """Median and 90th percentile of |predicted - measured| / measured over the samples."""
+    errors = []
+    for s in samples:
+        factors = calibration.factors(s.op, s.device, s.dtype) if calibration else None
+        a, b = (factors.overhead, factors.work) if factors else (1.0, 1.0)
+        errors.append(abs(a * s.overhead_s + b * s.work_s + s.fixed_s - s.measured_s) / s.measured_s)
+    return {"jobs": len(errors), "median": statistics.median(errors) if errors else math.nan,
+            "p90": float(np.percentile(errors, 90)) if errors else math.nan}
+
+
+def samples_from(rows: list[dict[str, Any]], hw: Any) -> list[Sample]:
+    """Recorded ok jobs re-predicted on `hw` without calibration."""
+    from orchestrator.cost.model import predict
+    from orchestrator.ops import get as get_op
+    from orchestrator.placement import Placement
+    from orchestrator.workload.model import Job
+
+    found = []
+    for row in rows:
+        if row["status"] != "ok" or not row["measured_s"] or not row["placement"]:
+            continue
+        placement = Placement.parse(row["placement"])
+        job = Job(name=row["name"], op=row["op"], params=row["params"], dtype=row["dtype"] or "float32",
+                  data=row["data"] or "host")
+        raw = predict(job, placement, hw, calibrated=False)
+        if not raw.feasible:
+            continue
+        t = raw.terms
+        found.append(Sample(op=row["op"], device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
+                            work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
+                            measured_s=row["measured_s"], flops=max(get_op(row["op"]).flops(row["params"]), 1.0)))
+    return found
+
+
+@dataclass
+class Refit:
+    calibration: Calibration
+    before: dict[str, float]
+    after: dict[str, float]
+    path: Path
+
+
+def refit(profile: str, hw: Any, store: Any) -> Refit | None:
+    """Fit `profile`'s factors to every recorded ok job of its runs and save them; None when
+    there is nothing to learn from. `hw` is the profile's hardware without calibration."""
+    import datetime as dt
+
+    rows, runs = store.jobs_for_profile(profile)
+    samples = samples_from(rows, hw)
+    if not samples:
+        return None
+    fitted = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    calibration = fit(profile, samples, runs, fitted)
+    path = save(calibration)
+    return Refit(calibration, summary_errors(samples, None), summary_errors(samples, calibration), path)
