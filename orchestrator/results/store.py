@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS runs (
     started TEXT NOT NULL,
     finished TEXT,
     pid INTEGER,
-    versions TEXT
+    versions TEXT,
+    learn INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -90,6 +91,9 @@ class ResultStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.row_factory = sqlite3.Row
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        if "learn" not in columns:  # a store written before calibration existed
+            self._db.execute("ALTER TABLE runs ADD COLUMN learn INTEGER NOT NULL DEFAULT 1")
 
     def close(self) -> None:
         self._db.close()
@@ -105,11 +109,12 @@ class ResultStore:
             raise
 
     def start_run(self, run_id: str, *, workload: str, path: str, sha256: str, profile: str, backend: str,
-                  address: str | None, jobs: list[dict[str, Any]], versions: dict[str, str]) -> None:
+                  address: str | None, jobs: list[dict[str, Any]], versions: dict[str, str], learn: bool = True) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO runs (run_id, workload, workload_path, workload_sha256, profile, backend, address, "
+                       "status, total, started, finished, pid, versions, learn) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, workload, path, sha256, profile, backend, address, "running", len(jobs), now(), None,
-                        os.getpid(), json.dumps(versions)))
+                        os.getpid(), json.dumps(versions), int(learn)))
             for position, job in enumerate(jobs):
                 db.execute("INSERT INTO jobs (run_id, name, position, op, params, dtype, data, placement, predicted_s, "
                            "status, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(run_id, name) DO NOTHING",
@@ -160,10 +165,11 @@ class ResultStore:
         return _decoded(row) if row else None
 
     def jobs_for_profile(self, profile: str) -> tuple[list[dict[str, Any]], int]:
-        """Every job of every run made with `profile`, and how many runs that is."""
+        """Every job of every run made with `profile` to learn from (not --no-learn), and how
+        many runs that is."""
         rows = self._db.execute("SELECT j.* FROM jobs j JOIN runs r ON r.run_id = j.run_id WHERE r.profile = ? "
-                                "ORDER BY r.started, j.position", (profile,)).fetchall()
-        runs = self._db.execute("SELECT COUNT(*) FROM runs WHERE profile = ?", (profile,)).fetchone()[0]
+                                "AND r.learn = 1 ORDER BY r.started, j.position", (profile,)).fetchall()
+        runs = self._db.execute("SELECT COUNT(*) FROM runs WHERE profile = ? AND learn = 1", (profile,)).fetchone()[0]
         return [_decoded(row) for row in rows], runs
 
     def runs(self) -> list[RunSummary]:

@@ -116,7 +116,8 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
                  "predicted_s": jp.chosen.predicted_s if jp.chosen else None} for jp in plan.jobs]
         if not resume:
             store.start_run(run_id, workload=workload.name, path=workload.path, sha256=workload.sha256,
-                            profile=hw.name, backend=engine.name, address=address, jobs=rows, versions=versions())
+                            profile=hw.name, backend=engine.name, address=address, jobs=rows, versions=versions(),
+                            learn=learn)
         else:
             store.reopen_run(run_id)
         emit("planned", {"run_id": run_id, "jobs": len(plan.jobs), "notes": notes,
