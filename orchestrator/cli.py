@@ -290,6 +290,48 @@ def calibrate(profile: ProfileOption = None, fmt: FormatOption = Format.table) -
 
 
 @app.command()
+def report(
+    run_id: Annotated[str | None, typer.Argument(help="the run to report (default: the newest)")] = None,
+    latest: Annotated[bool, typer.Option("--latest", help="the newest run")] = False,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="HTML file to write (a .md summary goes beside it)")] = None,
+    compare: Annotated[str | None, typer.Option("--compare", help="draw this profile's placements on the crossover charts too")] = None,
+) -> None:
+    """Write a self-contained HTML report of a run (and a Markdown summary beside it)."""
+    from orchestrator.errors import InputError
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.profile import store as profiles
+    from orchestrator.report.build import build, to_html, to_markdown
+    from orchestrator.results.store import ResultStore
+    from orchestrator.run.runner import hardware_from
+
+    if run_id and latest:
+        raise InputError("report: give a RUN_ID or --latest, not both")
+    store = ResultStore()
+    try:
+        chosen = run_id or store.latest_run_id()
+        if chosen is None:
+            raise InputError("report: no recorded runs", fix="run a workload first: orch run W.yaml")
+        run = store.run(chosen)
+        if run is None:
+            raise InputError(f"report: no run '{chosen}'", fix="`orch runs` lists them")
+        jobs = store.jobs(chosen)
+    finally:
+        store.close()
+    import json
+
+    hw = hardware_from(json.loads(run["hardware"])) if run.get("hardware") else hardware_for(profiles.resolve(run["profile"]))
+    other = hardware_for(profiles.resolve(compare)) if compare else None
+    built = build(run, jobs, hw, other)
+    path = output or Path(f"orch-report-{chosen}.html")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"--output {path}: the report is HTML", fix="name a .html file")
+    path.write_text(to_html(built), encoding="utf-8")
+    summary = path.with_suffix(".md")
+    summary.write_text(to_markdown(built), encoding="utf-8")
+    stderr.print(Text(f"wrote {path} and {summary}"))
+
+
+@app.command()
 def runs(fmt: FormatOption = Format.table) -> None:
     """List recorded runs, newest first."""
     import dataclasses

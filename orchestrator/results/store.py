@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS runs (
     finished TEXT,
     pid INTEGER,
     versions TEXT,
-    learn INTEGER NOT NULL DEFAULT 1
+    learn INTEGER NOT NULL DEFAULT 1,
+    hardware TEXT,
+    makespan_s REAL
 );
 CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -58,6 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (run_id, name)
 );
 """
+NEWER_RUN_COLUMNS = {"learn": "INTEGER NOT NULL DEFAULT 1", "hardware": "TEXT", "makespan_s": "REAL"}
 JOB_COLUMNS = ("name", "position", "op", "params", "dtype", "data", "placement", "predicted_s", "measured_s",
                "times_s", "status", "attempts", "workers", "error", "detail", "started", "finished")
 
@@ -92,8 +95,9 @@ class ResultStore:
         self._db.row_factory = sqlite3.Row
         self._db.executescript(SCHEMA)
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
-        if "learn" not in columns:  # a store written before calibration existed
-            self._db.execute("ALTER TABLE runs ADD COLUMN learn INTEGER NOT NULL DEFAULT 1")
+        for column, kind in NEWER_RUN_COLUMNS.items():  # a store written by an older orch
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._db.close()
@@ -109,12 +113,16 @@ class ResultStore:
             raise
 
     def start_run(self, run_id: str, *, workload: str, path: str, sha256: str, profile: str, backend: str,
-                  address: str | None, jobs: list[dict[str, Any]], versions: dict[str, str], learn: bool = True) -> None:
+                  address: str | None, jobs: list[dict[str, Any]], versions: dict[str, str], learn: bool = True,
+                  hardware: dict[str, Any] | None = None, makespan_s: float | None = None) -> None:
+        """`hardware`: the profile data the plan was made for (what `orch report` draws)."""
         with self._tx() as db:
             db.execute("INSERT INTO runs (run_id, workload, workload_path, workload_sha256, profile, backend, address, "
-                       "status, total, started, finished, pid, versions, learn) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                       "status, total, started, finished, pid, versions, learn, hardware, makespan_s) "
+                       "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                        (run_id, workload, path, sha256, profile, backend, address, "running", len(jobs), now(), None,
-                        os.getpid(), json.dumps(versions), int(learn)))
+                        os.getpid(), json.dumps(versions), int(learn), json.dumps(hardware) if hardware else None,
+                        makespan_s))
             for position, job in enumerate(jobs):
                 db.execute("INSERT INTO jobs (run_id, name, position, op, params, dtype, data, placement, predicted_s, "
                            "status, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(run_id, name) DO NOTHING",

@@ -108,7 +108,8 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
             emit("warning", {"message": warning})
         warnings += capacity.notes
         notes: list[str] = []
-        plan = make_plan(workload, fit_to_capacity(hw, capacity, notes), objective, forced)
+        planned_for = fit_to_capacity(hw, capacity, notes)
+        plan = make_plan(workload, planned_for, objective, forced)
         run_id = resume or new_run_id()
         report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
         rows = [{"name": jp.job.name, "op": jp.job.op, "params": jp.job.params, "dtype": jp.job.dtype,
@@ -117,7 +118,7 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         if not resume:
             store.start_run(run_id, workload=workload.name, path=workload.path, sha256=workload.sha256,
                             profile=hw.name, backend=engine.name, address=address, jobs=rows, versions=versions(),
-                            learn=learn)
+                            learn=learn, hardware=hardware_data(planned_for), makespan_s=plan.makespan_s)
         else:
             store.reopen_run(run_id)
         emit("planned", {"run_id": run_id, "jobs": len(plan.jobs), "notes": notes,
@@ -160,6 +161,19 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         raise
     finally:
         engine.close()
+
+
+def hardware_data(hw: Hardware) -> dict[str, Any]:
+    """What a run was planned for, kept with it: the node profile, node count and network."""
+    return {"name": hw.name, "node": hw.node.model_dump(mode="json"), "nodes": hw.nodes,
+            "network": hw.network.model_dump(mode="json") if hw.network else None}
+
+
+def hardware_from(data: dict[str, Any]) -> Hardware:
+    from orchestrator.profile.model import Network, NodeProfile
+
+    return Hardware(data["name"], NodeProfile.model_validate(data["node"]), data["nodes"],
+                    Network.model_validate(data["network"]) if data.get("network") else None)
 
 
 def _learn(hw: Hardware, store: ResultStore, report: RunReport) -> None:
