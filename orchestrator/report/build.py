@@ -25,7 +25,8 @@ from orchestrator.report.svg import LogChart
 from orchestrator.units import seconds, si
 from orchestrator.workload.model import Job
 
-SCALES = [2 ** (k / 2) for k in range(-16, 17)]  # 1/256x to 256x the work of the run's job, in sqrt(2) steps
+REACH = 32.0   # the curves run from 1/32 of the smallest job's work to 32x the largest's
+STEPS = 33
 NOT_WORK = {"iterations", "epochs", "batch_size", "nrhs", "classes", "clusters", "features", "hidden"}
 BAND = 0.25
 
@@ -139,25 +140,33 @@ def roofline(hw: Hardware, kind: str, rows: list[dict[str, Any]]) -> str:
 
 
 def _scaled(params: dict[str, Any], op_name: str, scale: float) -> dict[str, Any]:
-    """The job's size parameters grown together so its work changes by about `scale`."""
+    """The job's size parameters multiplied together by one factor, found by bisection in log
+    space, so that its work is about `scale` times the original."""
     op = get_op(op_name)
     grow = [p for p, spec in op.params.items() if spec.kind == "size" and p not in NOT_WORK]
     if not grow:
         return params
-    flops = op.flops(params) or 1.0
-    out = dict(params)
-    for _ in range(3):  # refine: ops are not all linear in each parameter
-        now = op.flops(out) or 1.0
-        step = (scale * flops / now) ** (1 / len(grow))
-        out = {**out, **{p: max(1, round(out[p] * step)) for p in grow}}
-    if op_name == "lstsq":
-        out["m"] = max(out["m"], out["n"])
-    return out
+    target = scale * (op.flops(params) or 1.0)
+
+    def grown(factor: float) -> dict[str, Any]:
+        out = {**params, **{p: max(1, round(params[p] * factor)) for p in grow}}
+        if op_name == "lstsq":
+            out["m"] = max(out["m"], out["n"])
+        return out
+
+    low, high = -12.0, 12.0  # log of the factor
+    for _ in range(40):
+        mid = (low + high) / 2
+        low, high = (mid, high) if op.flops(grown(math.exp(mid))) < target else (low, mid)
+    return grown(math.exp(high))
 
 
 def crossover(hw: Hardware, compare: Hardware | None, rows: list[dict[str, Any]]) -> Crossover:
     op = rows[0]["op"]
-    base = rows[0]
+    works = [get_op(op).flops(r["params"]) or 1.0 for r in rows]
+    base = rows[works.index(max(works))]
+    low = min(works) / REACH / max(works)
+    scales = [low * (REACH / low) ** (k / (STEPS - 1)) for k in range(STEPS)]
     lines: dict[str, list[tuple[float, float]]] = {}
     sources = [(hw, "")] + ([(compare, f"{compare.name} ")] if compare is not None else [])
     for source, prefix in sources:
@@ -165,7 +174,7 @@ def crossover(hw: Hardware, compare: Hardware | None, rows: list[dict[str, Any]]
             if source is compare and (placement.device == "cpu" or placement.nodes > 1):
                 continue  # the other profile's GPUs against this hardware's CPU
             label = f"{prefix}{placement}"
-            for scale in SCALES:
+            for scale in scales:
                 params = _scaled(base["params"], op, scale)
                 pred = predict(_job(base, params), placement, source)
                 if pred.feasible:
