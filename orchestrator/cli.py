@@ -39,6 +39,24 @@ ObjectiveOption = Annotated[Objective, typer.Option("--objective", help="time, c
 PlacementOption = Annotated[str | None, typer.Option("--placement", help="force one placement for every job")]
 
 
+def TLSOption(flag: str, text: str):  # noqa: N802 - reads as the type it makes (an Annotated option)
+    return Annotated[Path | None, typer.Option(flag, help=text, exists=True, dir_okay=False, readable=True)]
+
+
+def tls_files(ca_file: Path | None, cert: Path | None, key: Path | None):
+    """The three --tls-* files together, or none of them (exit 2 for a partial set)."""
+    from orchestrator.backends.base import TLSFiles
+    from orchestrator.errors import InputError
+
+    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if not any(given.values()):
+        return None
+    missing = [flag for flag, value in given.items() if value is None]
+    if missing:
+        raise InputError(f"{', '.join(missing)}: needed with the other --tls-* options", fix="pass all three")
+    return TLSFiles(str(ca_file), str(cert), str(key))
+
+
 def parse_placement(text: str | None):
     """--placement as a Placement (None when not given); bad input is exit 2."""
     from orchestrator.errors import InputError
@@ -91,12 +109,18 @@ def profile(
     ctx: typer.Context,
     quick: Annotated[bool, typer.Option("--quick", help="small sizes, under 30 s")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="where to save (default: the profile store)")] = None,
+    address: Annotated[str | None, typer.Option("--address", help="measure the network between this Dask cluster's hosts")] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Discover CPU, memory and GPUs, run the microbenchmarks, save and print the profile."""
+    """Discover CPU, memory and GPUs, run the microbenchmarks, save and print the profile.
+    With --address: the running cluster's hosts and the network between them instead."""
     if ctx.invoked_subcommand is not None:
         return
     from orchestrator.profile import store
+
+    if address:
+        _profile_cluster(address, fmt)
+        return
 
     result = measure_profile(quick)
     path = store.save(result, output)
@@ -104,6 +128,60 @@ def profile(
         stderr.print(f"gpus: {result.system.gpu_discovery_note}")
     stderr.print(f"saved {path}")
     _print_profile(result, fmt)
+
+
+def _profile_cluster(address: str, fmt: Format) -> None:
+    """`orch profile --address`: each host's workers, cores, memory and GPUs, and the measured
+    worker-to-worker network, saved for `orch plan/run --address` of the same address."""
+    import json
+
+    import yaml
+
+    from orchestrator.backends.dask import DaskBackend
+    from orchestrator.errors import EnvironmentUnavailable
+    from orchestrator.profile import network
+
+    engine = DaskBackend(address)
+    capacity = engine.start(cores=0, gpus=0)
+    try:
+        if capacity.nodes < 2:
+            raise EnvironmentUnavailable(f"--address {address}: every worker is on one host "
+                                         f"({', '.join(capacity.hosts)}); no network between nodes to measure")
+        measured = {**network.measure(engine.client, capacity.hosts), "address": address}
+        hosts = engine.client.run(_host_resources)
+    finally:
+        engine.close()
+    path = network.save(address, measured)
+    stderr.print(f"saved {path}")
+    by_host: dict[str, dict] = {}
+    for worker, info in hosts.items():
+        host = next(h for h, members in capacity.hosts.items() if worker in members)
+        entry = by_host.setdefault(host, {"workers": 0, "threads": 0, "memory_bytes": info["memory_bytes"],
+                                          "cores": info["cores"], "gpus": info["gpus"]})
+        entry["workers"] += 1
+        entry["threads"] += info["threads"]
+    data = {"address": address, "hosts": by_host, "network": measured}
+    if fmt is Format.json:
+        print(json.dumps(data, indent=2))
+    elif fmt is Format.yaml:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    else:
+        for host, entry in by_host.items():
+            stdout.print(f"{host}: {entry['workers']} worker(s), {entry['threads']} threads, {entry['cores']} cores, "
+                         f"{entry['memory_bytes'] / 2**30:.1f} GiB, {entry['gpus']} GPU(s)")
+        stdout.print(f"network {measured['between'][0]} -> {measured['between'][1]}: "
+                     f"{measured['bandwidth'] / 1e9:.3g} GB/s, {measured['latency_s'] * 1e6:.0f} µs latency")
+
+
+def _host_resources(dask_worker=None) -> dict:
+    import os
+
+    import psutil
+
+    from orchestrator.backends.base import local_gpu_count
+
+    return {"threads": dask_worker.state.nthreads if dask_worker else 1, "cores": os.cpu_count(),
+            "memory_bytes": psutil.virtual_memory().total, "gpus": local_gpu_count()}
 
 
 @profile_app.command("show")
@@ -160,9 +238,13 @@ def plan(
     objective: ObjectiveOption = Objective.time,
     placement: PlacementOption = None,
     explain: Annotated[str | None, typer.Option("--explain", help="print every term of every candidate of JOB")] = None,
+    tls_ca_file: TLSOption("--tls-ca-file", "CA certificate of a tls:// scheduler") = None,
+    tls_cert: TLSOption("--tls-cert", "this client's certificate for a tls:// scheduler") = None,
+    tls_key: TLSOption("--tls-key", "this client's private key for a tls:// scheduler") = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """Predict each job's time on every candidate placement and pick one; runs nothing."""
+    """Predict each job's time on every candidate placement and pick one; runs nothing.
+    With --address, for the Dask cluster there: one node per worker host."""
     from orchestrator.errors import InputError
     from orchestrator.plan import render
     from orchestrator.plan.hardware import hardware_for
@@ -170,11 +252,16 @@ def plan(
     from orchestrator.workload.loader import load
 
     loaded = load(workload)
-    if address:
-        raise InputError("--address: planning for a running cluster is not built yet; "
-                         "pass --profile with a cluster description (profiles/clusters/)")
     forced = parse_placement(placement)
-    result = make_plan(loaded, hardware_for(load_profile(profile)), objective.value, forced)
+    hardware = hardware_for(load_profile(profile))
+    if address:
+        from orchestrator.run.runner import discover
+
+        notes: list[str] = []
+        hardware = discover(hardware, address, notes, tls=tls_files(tls_ca_file, tls_cert, tls_key))
+        for note in notes:
+            stderr.print(Text(f"note: {note}"))
+    result = make_plan(loaded, hardware, objective.value, forced)
     for job_plan in result.jobs:
         if job_plan.chosen is None:
             stderr.print(Text(f"warning: {job_plan.job.source}: job '{job_plan.job.name}' {job_plan.reason}"))
@@ -182,24 +269,6 @@ def plan(
         render.print_explain(result, explain, stdout)
     else:
         _print_as(render, result, fmt)
-
-
-def TLSOption(flag: str, text: str):  # noqa: N802 - reads as the type it makes
-    return Annotated[Path | None, typer.Option(flag, help=text, exists=True, dir_okay=False, readable=True)]
-
-
-def tls_files(ca_file: Path | None, cert: Path | None, key: Path | None):
-    """The three --tls-* files together, or none of them (exit 2 for a partial set)."""
-    from orchestrator.backends.base import TLSFiles
-    from orchestrator.errors import InputError
-
-    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
-    if not any(given.values()):
-        return None
-    missing = [flag for flag, value in given.items() if value is None]
-    if missing:
-        raise InputError(f"{', '.join(missing)}: needed with the other --tls-* options", fix="pass all three")
-    return TLSFiles(str(ca_file), str(cert), str(key))
 
 
 class BackendChoice(str, enum.Enum):

@@ -37,6 +37,11 @@ class Capacity:
     gpus_per_worker: int = 0
     workers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said to the user before anything runs
+    hosts: dict[str, list[str]] = field(default_factory=dict)  # node (host) -> its workers
+
+    @property
+    def nodes(self) -> int:
+        return max(len(self.hosts), 1)
 
 
 @dataclass
@@ -112,6 +117,10 @@ class Backend(abc.ABC):
             return History(len(runs), failures)
         last_tries = len(outcome.failures) + (1 if outcome.result is not None else 0)
         return History(len(runs) - 1 + max(last_tries, 1), failures + outcome.failures)
+
+    def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
+        """Execute a multi-node job on `nodes` workers on distinct hosts (blocking)."""
+        raise NotImplementedError(f"multi-node execution is not built for {self.name}")
 
     @abc.abstractmethod
     def close(self) -> None:

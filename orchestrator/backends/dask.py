@@ -134,8 +134,22 @@ class DaskBackend(Backend):
         # resource takes CPU jobs anywhere.
         self._use_resources = gpus > 0 and any("cpu" in w.get("resources", {}) for w in workers.values())
         cores = min((w.get("nthreads", 1) for w in workers.values()), default=1)
+        hosts: dict[str, list[str]] = {}
+        for address in sorted(workers):
+            hosts.setdefault(_host(address), []).append(address)
         return Capacity(cpu_workers=len(workers), cores_per_worker=cores, gpus_per_worker=gpus,
-                        workers=sorted(workers))
+                        workers=sorted(workers), hosts=hosts)
+
+    def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
+        from orchestrator.run import multinode
+
+        hosts = self._capacity().hosts
+        workers = [members[0] for members in list(hosts.values())[:nodes]]
+        try:
+            result = multinode.execute(self.client, task, workers)
+        except Exception as exc:  # noqa: BLE001 - a job's failure is data
+            return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
+        return Outcome(key, result)
 
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_dask
@@ -189,6 +203,12 @@ class DaskBackend(Backend):
 
 def _allowed_failures(dask_scheduler: Any) -> int:
     return dask_scheduler.allowed_failures
+
+
+def _host(address: str) -> str:
+    from distributed.comm import get_address_host
+
+    return get_address_host(address)
 
 
 def _is_loopback(address: str) -> bool:

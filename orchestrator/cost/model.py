@@ -209,10 +209,9 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         out_of_gpu0 = (in_bytes - repl_bytes) * (n - 1) / n + repl_bytes * (n - 1) + out_bytes * (n - 1) / n
         terms["transfer_s"] = out_of_gpu0 / rates.peer_bandwidth(hw.gpus[0])
     if placement.nodes > 1 and moves_data and hw.network is not None:
-        # inputs start on the first node: scatter shards, broadcast replicated, gather results
-        k = placement.nodes
-        wire = (in_bytes - repl_bytes) * (k - 1) / k + repl_bytes * (k - 1) + out_bytes * (k - 1) / k
-        terms["transfer_s"] += wire / hw.network.bandwidth + 2 * hw.network.latency_s
+        # a multi-node job's inputs start partitioned across the nodes (each makes its own shard
+        # and the replicated part); every execution gathers the results to the client
+        terms["transfer_s"] += out_bytes / hw.network.bandwidth + 2 * hw.network.latency_s
 
     if split and op.split in (Split.SHARDS_REDUCE, Split.DATA_PARALLEL):
         nbytes = op.collective_elements(p) * max(itemsize, 4)

@@ -50,23 +50,61 @@ def versions() -> dict[str, str]:
     return found
 
 
-def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str]) -> Hardware:
-    """The hardware the cluster can really serve: at most its GPUs per worker, one node."""
+def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address: str | None = None,
+                    spreads: bool = True) -> Hardware:
+    """The hardware the cluster can really serve: at most its GPUs per worker; as many nodes as
+    it has worker hosts (where the backend runs multi-node jobs), each like the profile's node,
+    with the network measured for `address` (`orch profile --address`), else the profile's,
+    else an assumed one."""
+    from orchestrator.profile import network as networks
+
     node = hw.node
     if len(hw.gpus) > capacity.gpus_per_worker:
         notes.append(f"profile {hw.name} has {len(hw.gpus)} GPU(s); the cluster serves {capacity.gpus_per_worker}: "
                      "planning without the others")
         node = node.model_copy(update={"gpus": hw.gpus[:capacity.gpus_per_worker]})
-    if hw.nodes > 1:
-        notes.append(f"{hw.name} describes {hw.nodes} nodes; multi-node execution is not built yet: planning one node")
-    return Hardware(hw.name, node, 1, hw.network, hw.calibration)
+    nodes = capacity.nodes if spreads else 1
+    if hw.nodes > 1 and hw.nodes != nodes:
+        notes.append(f"{hw.name} describes {hw.nodes} nodes; the cluster has {nodes}: planning for {nodes}")
+    link = hw.network
+    if nodes > 1:
+        link = (networks.load(address) if address else None) or hw.network
+        if link is None:
+            link = networks.DEFAULT
+            notes.append(f"the network between the cluster's {nodes} hosts is not measured: assuming "
+                         f"{link.bandwidth / 1e9:.3g} GB/s and {link.latency_s * 1e6:.0f} µs "
+                         f"(measure it with `orch profile --address {address}`)")
+    return Hardware(hw.name, node, nodes, link, hw.calibration)
 
 
-def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
+def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None = None) -> Hardware:
+    """The hardware of the Dask cluster at `address` (its worker hosts as nodes like `hw`'s),
+    for `orch plan --address`; connects, looks, disconnects."""
+    engine = backend_registry.get("dask", address, tls=tls)
+    notes += engine.link_warnings()
+    capacity = engine.start(cores=0, gpus=0)
+    try:
+        found = fit_to_capacity(hw, capacity, notes, address)
+    finally:
+        engine.close()
+    notes.append(f"{address}: {capacity.cpu_workers} worker(s) on {capacity.nodes} host(s) "
+                 f"({', '.join(capacity.hosts)}); each node planned as {hw.name}")
+    return found
+
+
+def _refuse_impossible(forced: Placement | None, capacity: Capacity, backend: str = "dask") -> None:
     if forced is None:
         return
     if forced.nodes > 1:
-        raise EnvironmentUnavailable(f"--placement {forced}: multi-node execution is not built yet")
+        if backend != "dask":
+            raise EnvironmentUnavailable(f"--placement {forced}: multi-node execution is built for Dask only",
+                                         fix="use --backend dask")
+        if forced.device == "gpu":
+            raise EnvironmentUnavailable(f"--placement {forced}: multi-node GPU execution is not built yet",
+                                         fix=f"use cpu@{forced.nodes}")
+        if forced.nodes > capacity.nodes or not capacity.hosts:
+            raise EnvironmentUnavailable(f"--placement {forced}: needs workers on {forced.nodes} hosts; the cluster "
+                                         f"has {capacity.nodes}", fix="connect to a cluster with --address")
     if forced.device == "gpu" and forced.gpus > capacity.gpus_per_worker:
         have = capacity.gpus_per_worker
         raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU(s) on one worker; "
@@ -97,18 +135,18 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
     cores = discover_cpu().cores_logical
     run_id: str | None = None
     if address is None:  # what an embedded cluster will have is known before starting it
-        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()))
+        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()), engine.name)
     warnings = engine.link_warnings()
     for warning in warnings:  # said before connecting
         emit("warning", {"message": warning})
     capacity = engine.start(cores=cores, gpus=local_gpu_count() if address is None else 0)
     try:
-        _refuse_impossible(forced, capacity)
+        _refuse_impossible(forced, capacity, engine.name)
         for warning in capacity.notes:  # said now, before anything runs
             emit("warning", {"message": warning})
         warnings += capacity.notes
         notes: list[str] = []
-        planned_for = fit_to_capacity(hw, capacity, notes)
+        planned_for = fit_to_capacity(hw, capacity, notes, address, spreads=engine.name == "dask")
         plan = make_plan(workload, planned_for, objective, forced)
         run_id = resume or new_run_id()
         report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
@@ -138,9 +176,17 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
                 store.record_job(run_id, jp.job.name, placement=jp.chosen.placement, predicted_s=jp.chosen.predicted_s)
         store.mark_running(run_id, [jp.job.name for jp in by_key.values()])
         emit("submitting", {"run_id": run_id})
-        for key, jp in by_key.items():
-            engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
+        spread = {key: jp for key, jp in by_key.items() if Placement.parse(jp.chosen.placement).nodes > 1}
         outcomes: list[Outcome] = []
+        for key, jp in spread.items():  # each holds several nodes: one at a time, before the rest
+            outcome = engine.run_spread(key, _task(jp, capacity.cores_per_worker), Placement.parse(jp.chosen.placement).nodes)
+            outcomes.append(outcome)
+            store.record_jobs(run_id, [(jp.job.name, _fields(outcome, previous.get(jp.job.name, {})))])
+            emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
+                         "busy_s": busy_s(jp.job, jp.chosen)})
+        for key, jp in by_key.items():
+            if key not in spread:
+                engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
         for batch in engine.results():
             outcomes += batch
             updates = [(by_key[o.key].job.name, _fields(o, previous.get(by_key[o.key].job.name, {}))) for o in batch]
@@ -198,7 +244,7 @@ def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
                 "detail": {"error_type": outcome.error_type, "failures": failures}}
     result = outcome.result
     return {"status": "ok", "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
-            "workers": [result["worker"]], "error": None, "finished": now(),
+            "workers": result.get("workers") or [result["worker"]], "error": None, "finished": now(),
             "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host")}, "failures": failures}}
 
 
