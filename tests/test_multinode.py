@@ -67,6 +67,13 @@ def test_run_cpu_at_2_executes_each_job_on_both_workers(two_hosts, tmp_path):
     address, _ = two_hosts
     workload = tmp_path / "w.yaml"
     workload.write_text(WORKLOAD.rsplit("  - {name: training", 1)[0])
+    every = tmp_path / "every.yaml"  # every other op that splits, small
+    every.write_text("version: 1\nname: splits\njobs:\n  - {name: d, op: dot, n: 1M}\n  - {name: s, op: sum, n: 1M}\n"
+                     "  - {name: a, op: axpy, n: 1M}\n  - {name: b, op: batched_matmul, batch: 8, m: 64, n: 64, k: 64}\n")
+    small = orch("run", str(every), "--address", address, "--profile", "cpu-c7i-8xlarge", "--placement", "cpu@2",
+                 "-f", "json", timeout=600)
+    assert small.returncode == 0, small.stderr
+    assert all(len(job["workers"]) == 2 for job in json.loads(small.stdout)["jobs"])
     result = orch("run", str(workload), "--address", address, "--profile", "cpu-c7i-8xlarge", "--placement", "cpu@2",
                   "-f", "json", timeout=600)
     assert result.returncode == 0, result.stderr

@@ -37,6 +37,7 @@ class Hardware:
     nodes: int = 1
     network: Network | None = None
     calibration: learned.Calibration | None = None  # factors learned from recorded runs
+    spread: tuple[str, ...] = ("cpu", "gpu")  # devices whose multi-node placements are offered
 
     @functools.cached_property
     def gpus(self) -> list[GpuProfile]:
@@ -247,7 +248,8 @@ def candidates(hw: Hardware) -> list[Placement]:
     found += [Placement("gpu", c) for c in counts]
     node_counts = sorted({k for k in (2, 4, 8, 16, 32, 64) if k <= hw.nodes} | ({hw.nodes} if hw.nodes > 1 else set()))
     for k in node_counts:
-        found.append(Placement("cpu", 0, k))
-        if gpu_count:
+        if "cpu" in hw.spread:
+            found.append(Placement("cpu", 0, k))
+        if gpu_count and "gpu" in hw.spread:
             found.append(Placement("gpu", gpu_count, k))
     return found

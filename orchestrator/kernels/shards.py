@@ -1,7 +1,7 @@
 """One node's part of a multi-node job (placements `cpu@K`): what runs on each worker.
 
 Every node makes the job's inputs from the same seed and keeps only its shard (rows of A and
-all of B for matmul; its slice of the vectors for dot, sum and axpy; its slice of the points and
+all of B for matmul, its batches for batched_matmul; its slice of the vectors for dot, sum and axpy; its slice of the points and
 the initial centroids for kmeans), so a multi-node job's inputs start partitioned across the
 nodes' host memory and making them is not timed. Each execution runs the op's own kernel on
 every shard at once; the client gathers the partial results (the whole C of a matmul, a scalar
@@ -19,8 +19,9 @@ from orchestrator.kernels import KERNELS
 from orchestrator.kernels.base import TORCH_DTYPES
 from orchestrator.kernels.harness import _set_threads
 
-SPLIT_KEYS = {"matmul": ("a",), "dot": ("x", "y"), "sum": ("x",), "axpy": ("x", "y", "y0"), "kmeans": ("x",)}
-SIZE_KEY = {"matmul": "m", "dot": "n", "sum": "n", "axpy": "n", "kmeans": "samples"}
+SPLIT_KEYS = {"matmul": ("a",), "batched_matmul": ("a", "b"), "dot": ("x", "y"), "sum": ("x",),
+              "axpy": ("x", "y", "y0"), "kmeans": ("x",)}
+SIZE_KEY = {"matmul": "m", "batched_matmul": "batch", "dot": "n", "sum": "n", "axpy": "n", "kmeans": "samples"}
 MULTI_NODE_OPS = frozenset(SPLIT_KEYS)
 
 
