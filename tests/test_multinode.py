@@ -15,7 +15,8 @@ from tests.cli import orch
 WORKLOAD = ("version: 1\nname: multi-node\njobs:\n"
             "  - {name: big-matmul, op: matmul, m: 2048, n: 2048, k: 2048}\n"
             "  - {name: big-kmeans, op: kmeans, samples: 400K, features: 32, clusters: 16}\n"
-            "  - {name: training, op: train_linear, samples: 20K, features: 32}\n")
+            "  - {name: training, op: train_mlp, samples: 40K, features: 32, hidden: [64], classes: 4}\n"
+            "  - {name: fft, op: fft, n: 1M}\n")
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,8 @@ def test_plan_address_offers_multi_node_placements(two_hosts, tmp_path, measured
     for name in ("big-matmul", "big-kmeans"):
         offered = {c["placement"]: c for c in jobs[name]["candidates"]}
         assert offered["cpu@2"]["feasible"], offered
-    training = {c["placement"]: c for c in jobs["training"]["candidates"]}
-    assert not training["cpu@2"]["feasible"] and "training across nodes" in training["cpu@2"]["note"]
+    fft = {c["placement"]: c for c in jobs["fft"]["candidates"]}
+    assert not fft["cpu@2"]["feasible"] and "all-to-all" in fft["cpu@2"]["note"]  # stays on one node, says why
     assert "2 worker(s) on 2 host(s) (127.0.0.2, 127.0.0.3)" in result.stderr
     assert "not measured" in result.stderr  # no `orch profile --address` yet: an assumed network, said so
 
@@ -66,7 +67,7 @@ def test_profile_address_measures_the_network_and_plan_uses_it(two_hosts, tmp_pa
 def test_run_cpu_at_2_executes_each_job_on_both_workers(two_hosts, tmp_path):
     address, _ = two_hosts
     workload = tmp_path / "w.yaml"
-    workload.write_text(WORKLOAD.rsplit("  - {name: training", 1)[0])
+    workload.write_text(WORKLOAD.rsplit("  - {name: fft", 1)[0])
     every = tmp_path / "every.yaml"  # every other op that splits, small
     every.write_text("version: 1\nname: splits\njobs:\n  - {name: d, op: dot, n: 1M}\n  - {name: s, op: sum, n: 1M}\n"
                      "  - {name: a, op: axpy, n: 1M}\n  - {name: b, op: batched_matmul, batch: 8, m: 64, n: 64, k: 64}\n")
@@ -78,7 +79,7 @@ def test_run_cpu_at_2_executes_each_job_on_both_workers(two_hosts, tmp_path):
                   "-f", "json", timeout=600)
     assert result.returncode == 0, result.stderr
     jobs = json.loads(result.stdout)["jobs"]
-    assert [job["status"] for job in jobs] == ["ok", "ok"]
+    assert [job["status"] for job in jobs] == ["ok", "ok", "ok"]  # matmul, kmeans, data-parallel training
     for job in jobs:
         assert job["placement"] == "cpu@2" and job["measured_s"] > 0
         assert sorted(w.split("//")[1].split(":")[0] for w in job["workers"]) == ["127.0.0.2", "127.0.0.3"]

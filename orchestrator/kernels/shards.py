@@ -20,8 +20,11 @@ from orchestrator.kernels.base import TORCH_DTYPES
 from orchestrator.kernels.harness import _set_threads
 
 SPLIT_KEYS = {"matmul": ("a",), "batched_matmul": ("a", "b"), "dot": ("x", "y"), "sum": ("x",),
-              "axpy": ("x", "y", "y0"), "kmeans": ("x",)}
-SIZE_KEY = {"matmul": "m", "batched_matmul": "batch", "dot": "n", "sum": "n", "axpy": "n", "kmeans": "samples"}
+              "axpy": ("x", "y", "y0"), "kmeans": ("x",), "train_linear": ("x", "y"), "train_mlp": ("x", "y")}
+SIZE_KEY = {"matmul": "m", "batched_matmul": "batch", "dot": "n", "sum": "n", "axpy": "n", "kmeans": "samples",
+            "train_linear": "samples", "train_mlp": "samples"}
+TRAINING = frozenset({"train_linear", "train_mlp"})
+RENDEZVOUS_TIMEOUT_S = 120
 MULTI_NODE_OPS = frozenset(SPLIT_KEYS)
 
 
@@ -52,6 +55,69 @@ def check_shard(task: dict[str, Any], shard: dict[str, Any], result: Any) -> flo
 def kmeans_partials(task: dict[str, Any], shard: dict[str, Any], centroids: torch.Tensor) -> tuple:
     _set_threads(task.get("threads"))
     return KERNELS["kmeans"]._partials(shard["x"], centroids.to(shard["x"].dtype))
+
+
+def free_port(host: str) -> int:
+    """A port free on this worker's host, for the training rendezvous (rank 0 listens there)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+def train_distributed(task: dict[str, Any], shard: dict[str, Any], rank: int, world: int, init_method: str) -> dict:
+    """Data-parallel SGD across nodes with torch.distributed (gloo): one replica per node on its
+    shard, gradients all-reduced (averaged) every step, the same steps on every rank. Every
+    execution starts and ends at a barrier; rank 0's times are the job's."""
+    import datetime as dt
+    import math
+
+    import torch.distributed as dist
+
+    _set_threads(task.get("threads"))
+    kernel = KERNELS[task["op"]]
+    p = task["params"]
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
+                            timeout=dt.timedelta(seconds=RENDEZVOUS_TIMEOUT_S))
+    try:
+        x, y = shard["x"], shard["y"]
+        batch = max(1, p["batch_size"] // world)
+        steps = math.ceil(math.ceil(p["samples"] / world) / batch)  # the largest shard's: equal on every rank
+
+        def once() -> tuple[float, float]:
+            model = kernel._model(p, x.dtype, torch.device("cpu"))
+            first = last = None
+            for _ in range(p["epochs"]):
+                for step in range(steps):
+                    start = min(step * batch, max(x.shape[0] - batch, 0))  # a short shard repeats its tail
+                    model.zero_grad(set_to_none=True)
+                    loss = kernel._loss(model, x[start:start + batch], y[start:start + batch])
+                    loss.backward()
+                    with torch.no_grad():
+                        for param in model.parameters():
+                            dist.all_reduce(param.grad)
+                            param -= 0.05 * param.grad / world
+                    value = loss.detach().float().reshape(1)
+                    if step in (0, steps - 1):
+                        dist.all_reduce(value)
+                        last = float(value) / world
+                        first = last if first is None else first
+            return first, last
+
+        result = (math.nan, math.nan)
+        for _ in range(task["warmup"]):
+            result = once()
+        times = []
+        for _ in range(task["repeats"]):
+            dist.barrier()
+            started = time.perf_counter()
+            result = once()
+            dist.barrier()
+            times.append(time.perf_counter() - started)
+        return {"times_s": times, "first": result[0], "last": result[1]}
+    finally:
+        dist.destroy_process_group()
 
 
 def where(_: Any = None) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 from orchestrator.ops.base import Kernel, Op, Param, Split
 
@@ -55,10 +55,6 @@ class Kmeans(Op):
 class _Training(Op):
     kernel = Kernel.TRAINING
     split = Split.DATA_PARALLEL
-    not_supported: ClassVar[dict[str, str]] = {
-        "multi_node": "data-parallel training across nodes (torch.distributed between workers) is not built; "
-                      "runs on one node",
-    }
 
     def layers(self, p: dict[str, Any]) -> list[tuple[int, int]]:
         raise NotImplementedError

@@ -12,7 +12,15 @@ from typing import Any
 
 import torch
 
-from orchestrator.kernels.shards import check_shard, kmeans_partials, make_shard, run_shard
+from orchestrator.kernels.shards import (
+    TRAINING,
+    check_shard,
+    free_port,
+    kmeans_partials,
+    make_shard,
+    run_shard,
+    train_distributed,
+)
 
 
 def execute(client: Any, task: dict[str, Any], workers: list[str]) -> dict[str, Any]:
@@ -20,6 +28,8 @@ def execute(client: Any, task: dict[str, Any], workers: list[str]) -> dict[str, 
     pin = [{"workers": [w], "allow_other_workers": False, "pure": False} for w in workers]
     shards = [client.submit(make_shard, task, i, count, **pin[i]) for i in range(count)]
     client.gather(shards)  # made before any timing
+    if task["op"] in TRAINING:
+        return _train(client, task, workers, shards, pin)
 
     if task["op"] == "kmeans":
         init = client.submit(lambda s: s["init"], shards[0], **pin[0]).result()
@@ -51,6 +61,26 @@ def execute(client: Any, task: dict[str, Any], workers: list[str]) -> dict[str, 
     check = _check(client, task, shards, pin, result)
     client.cancel(shards)
     return {"measured_s": statistics.median(times), "times_s": times, "check": check,
+            "devices": [f"cpu@{w}" for w in workers], "host": None, "threads": task.get("threads"), "workers": workers}
+
+
+def _train(client: Any, task: dict[str, Any], workers: list[str], shards: list[Any],
+           pin: list[dict[str, Any]]) -> dict[str, Any]:
+    """Training: every rank runs at once (torch.distributed, gloo), rendezvous at rank 0's host."""
+    from distributed.comm import get_address_host
+
+    host = get_address_host(workers[0])
+    port = client.submit(free_port, host, **pin[0]).result()
+    ranks = [client.submit(train_distributed, task, s, i, len(workers), f"tcp://{host}:{port}", **pin[i])
+             for i, s in enumerate(shards)]
+    results = client.gather(ranks)
+    client.cancel(shards)
+    first, last = results[0]["first"], results[0]["last"]
+    steps = task["params"]["epochs"] * -(-task["params"]["samples"] // task["params"]["batch_size"])
+    if not last == last or (steps > 4 and not last < first * 1.05):
+        raise RuntimeError(f"{task['op']}: loss went from {first:.4g} to {last:.4g}")
+    times = results[0]["times_s"]
+    return {"measured_s": statistics.median(times), "times_s": times, "check": last,
             "devices": [f"cpu@{w}" for w in workers], "host": None, "threads": task.get("threads"), "workers": workers}
 
 
