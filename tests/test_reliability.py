@@ -101,7 +101,7 @@ def test_job_exhausting_worker_memory_fails_with_the_cause(measured_profile, tmp
     assert hog["status"] == "failed" and hog["attempts"] == 2
     assert hog["error"].startswith("KilledWorker: its worker died on each of 2 attempts")
     assert all(f["error_type"] == "WorkerDied" for f in hog["failures"]) and len(hog["failures"]) == 2
-    assert "memory limit" in hog["error"] and "MiB resident" in hog["error"], hog["error"]
+    assert "700 MiB memory limit" in hog["error"] and "terminated by the nanny" in hog["error"], hog["error"]
     assert hog["failures"][-1]["worker"] in hog["error"]
 
 

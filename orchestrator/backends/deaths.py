@@ -35,11 +35,12 @@ def describe(death: dict[str, Any]) -> str:
     else:
         how = f"exited with status {code}"
     parts = [how]
+    limit = f" of a {si(death['memory_limit'], 'B', binary=True)} memory limit" if death.get("memory_limit") else ""
     if death.get("rss"):
-        limit = f" of a {si(death['memory_limit'], 'B', binary=True)} memory limit" if death.get("memory_limit") else ""
         parts.append(f"{si(death['rss'], 'B', binary=True)} resident at the last sample{limit}")
     if death.get("memory_terminated"):
-        parts.append("terminated by the nanny for exceeding its memory budget")
+        fraction = death.get("terminate_fraction") or 0.95
+        parts.append(f"terminated by the nanny: resident memory above {fraction:.0%}{limit or ' of its memory limit'}")
     return "; ".join(parts)
 
 
@@ -76,17 +77,21 @@ class DeathReporter(NannyPlugin):
         pid = process.pid if process is not None else None
         if pid:
             try:
-                self._rss = {pid: psutil.Process(pid).memory_info().rss}
+                self._rss[pid] = psutil.Process(pid).memory_info().rss
             except psutil.Error:
                 pass
+            while len(self._rss) > 8:  # the last few worker processes only
+                self._rss.pop(next(iter(self._rss)))
 
     def _report(self, nanny: Any, exitcode: int) -> None:
         if nanny.status.name in ("closing", "closed", "closing_gracefully"):
             return  # an orderly shutdown is not a death
-        pid = next(iter(self._rss), None)
+        inner = getattr(nanny.process, "process", None)  # the exited process keeps its pid
+        pid = getattr(inner, "pid", None) or next(reversed(self._rss), None)
         manager = getattr(nanny, "memory_manager", None)
         event = {"worker": nanny.worker_address, "pid": pid, "exitcode": exitcode, "rss": self._rss.get(pid),
                  "memory_limit": getattr(manager, "memory_limit", None),
+                 "terminate_fraction": getattr(manager, "memory_terminate_fraction", None),
                  "memory_terminated": bool(pid and getattr(manager, "_last_terminated_pid", -1) == pid),
                  "time": time.time()}
         nanny.loop.add_callback(nanny.log_event, DEATH_TOPIC, event)
