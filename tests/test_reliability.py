@@ -19,6 +19,7 @@ import pytest
 
 from tests import clusters
 from tests.cli import orch
+from tests.test_run import executing_worker
 
 
 def _start_orch(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -68,8 +69,8 @@ def test_sixty_jobs_on_three_workers_one_sigkilled(measured_profile, tmp_path):
         run = _start_orch(str(workload), "--profile", str(measured_profile), "--address", address)
         _wait_done(8, run)
         with Client(address, timeout=30) as client:
-            busy = [worker for worker, keys in client.processing().items() if keys]
-            pid = client.run(os.getpid, workers=busy[:1])[busy[0]]
+            busy = [executing_worker(client)]
+            pid = client.run(os.getpid, workers=busy)[busy[0]]
         os.kill(pid, signal.SIGKILL)
         out, err = run.communicate(timeout=600)
     assert run.returncode == 0, err

@@ -165,23 +165,31 @@ def _long_workload(folder: Path) -> Path:
     return path
 
 
+def executing_worker(client, timeout: float = 120) -> str:
+    """A worker that is running a task now (not one with tasks only queued)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # a lambda travels by value (the workers cannot import this test module)
+        running = client.run(lambda dask_worker: len(dask_worker.state.executing))
+        busy = [addr for addr, count in running.items() if count]
+        if busy:
+            return busy[0]
+        time.sleep(0.2)
+    raise AssertionError("no worker picked up a job")
+
+
 def _busy_worker_group(address: str, procs: list[subprocess.Popen], timeout: float = 120) -> int:
-    """The process group of a `dask worker` that has been running a task for a second."""
+    """The process group of a `dask worker` that is running a task."""
     from distributed import Client
 
     groups = {proc.pid for proc in procs[1:]}
     with Client(address, timeout=30) as client:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            busy = [addr for addr, keys in client.processing().items() if keys]
-            if busy:
-                time.sleep(1.0)
-                pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
-                group = os.getpgid(pid)
-                assert group in groups
-                return group
-            time.sleep(0.2)
-    raise AssertionError("no worker picked up a job")
+        time.sleep(1.0)  # let the batch get going
+        busy = executing_worker(client, timeout)
+        pid = client.run(os.getpid, workers=[busy])[busy]
+    group = os.getpgid(pid)
+    assert group in groups
+    return group
 
 
 def test_killed_worker_jobs_rerun_elsewhere(measured_profile, dask_cluster, tmp_path):
