@@ -69,7 +69,7 @@ def test_sixty_jobs_on_three_workers_one_sigkilled(measured_profile, tmp_path):
         run = _start_orch(str(workload), "--profile", str(measured_profile), "--address", address)
         _wait_done(8, run)
         with Client(address, timeout=30) as client:
-            busy = [executing_worker(client)]
+            busy = [executing_worker(client, settled_s=0.1)]  # its jobs take ~0.3 s
             pid = client.run(os.getpid, workers=busy)[busy[0]]
         os.kill(pid, signal.SIGKILL)
         out, err = run.communicate(timeout=600)
