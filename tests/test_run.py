@@ -76,9 +76,9 @@ def test_resume_refuses_a_changed_workload(measured_profile, tmp_path):
     workload = tmp_path / "w.yaml"
     workload.write_text("version: 1\nname: w\njobs:\n  - {name: a, op: dot, n: 1000}\n")
     report = json.loads(_run(str(workload), "--profile", str(measured_profile)).stdout)
-    workload.write_text("version: 1\nname: w\njobs:\n  - {name: a, op: dot, n: 2000}\n")
+    workload.write_text("version: 1\nname: w\njobs:\n  - {name: a, op: dot, n: 2000}\n  - {name: b, op: sum, n: 10}\n")
     refused = _run(str(workload), "--profile", str(measured_profile), "--resume", report["run_id"])
-    assert refused.returncode == 2 and "changed since the run started" in refused.stderr
+    assert refused.returncode == 2 and "changed since the run started: changed a; added b" in refused.stderr
 
 
 def test_forced_gpu_without_gpu_fails_fast(measured_profile):

@@ -277,10 +277,29 @@ def _resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str,
     run = store.run(run_id)
     if run is None:
         raise InputError(f"--resume: no run '{run_id}'", fix="`orch runs` lists them")
+    recorded = {job["name"]: job for job in store.jobs(run_id)}
     if run["workload_sha256"] != workload.sha256:
-        raise InputError(f"--resume {run_id}: {workload.path} changed since the run started "
-                         f"(sha256 {run['workload_sha256'][:12]} then, {workload.sha256[:12]} now)")
-    return {job["name"]: job for job in store.jobs(run_id)}
+        raise InputError(f"--resume {run_id}: {workload.path} changed since the run started: "
+                         f"{_what_changed(recorded, workload)} (sha256 {run['workload_sha256'][:12]} then, "
+                         f"{workload.sha256[:12]} now)", fix="restore the file, or start a new run without --resume")
+    return recorded
+
+
+def _what_changed(recorded: dict[str, dict[str, Any]], workload: Workload) -> str:
+    """The jobs added, removed or changed (op, sizes, dtype, data) between the run and the file."""
+    now = {job.name: job for job in workload.jobs}
+
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    changed = [name for name, job in now.items() if name in recorded and
+               (job.op, job.params, job.dtype, job.data) != (recorded[name]["op"], recorded[name]["params"],
+                                                             recorded[name]["dtype"], recorded[name]["data"])]
+    added = [name for name in now if name not in recorded]
+    removed = [name for name in recorded if name not in now]
+    parts = [f"{label} {listed(names)}" for label, names in (("changed", changed), ("added", added),
+                                                              ("removed", removed)) if names]
+    return "; ".join(parts) if parts else "no job differs (comments, formatting or repeats/warm-up/seed?)"
 
 
 def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
