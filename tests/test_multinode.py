@@ -88,7 +88,36 @@ def test_run_cpu_at_2_executes_each_job_on_both_workers(two_hosts, tmp_path):
 def test_multi_node_placement_without_such_a_cluster_is_exit_3(tmp_path):
     workload = tmp_path / "w.yaml"
     workload.write_text("version: 1\nname: w\njobs:\n  - {name: m, op: matmul, m: 64, n: 64, k: 64}\n")
-    embedded = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--placement", "cpu@2")
-    assert embedded.returncode == 3 and "needs workers on 2 hosts" in embedded.stderr
-    ray = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--placement", "cpu@2", "--backend", "ray")
-    assert ray.returncode == 3 and "Dask only" in ray.stderr
+    for backend in ("dask", "ray"):  # an embedded cluster is one node: refused before it starts
+        refused = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--placement", "cpu@2", "--backend", backend)
+        assert refused.returncode == 3 and "needs workers on 2 hosts" in refused.stderr
+
+
+def test_ray_cpu_at_2_runs_on_two_ray_nodes(tmp_path):
+    """The Ray equivalent: a Ray cluster of two nodes on this machine (ray.cluster_utils), each
+    job pinned per node (NodeAffinitySchedulingStrategy); training rendezvous on the first."""
+    pytest.importorskip("ray")
+    import os
+
+    from ray.cluster_utils import Cluster
+
+    auth_mode = os.environ.get("RAY_AUTH_MODE")
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        workload = tmp_path / "w.yaml"
+        workload.write_text("version: 1\nname: ray-nodes\njobs:\n  - {name: m, op: matmul, m: 512, n: 512, k: 512}\n"
+                            "  - {name: k, op: kmeans, samples: 50K, features: 16, clusters: 8}\n"
+                            "  - {name: t, op: train_linear, samples: 20K, features: 16}\n")
+        result = orch("run", str(workload), "--backend", "ray", "--address", cluster.address, "--placement", "cpu@2",
+                      "--profile", "cpu-c7i-8xlarge", "-f", "json", timeout=600)
+    finally:
+        cluster.shutdown()
+        if auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    assert [job["status"] for job in jobs] == ["ok"] * 3
+    for job in jobs:
+        assert len(set(job["workers"])) == 2 and all(w.startswith("ray://") for w in job["workers"])

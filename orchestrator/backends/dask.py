@@ -146,7 +146,7 @@ class DaskBackend(Backend):
         hosts = self._capacity().hosts
         workers = [members[0] for members in list(hosts.values())[:nodes]]
         try:
-            result = multinode.execute(self.client, task, workers)
+            result = multinode.execute(multinode.DaskNodes(self.client, workers), task)
         except Exception as exc:  # noqa: BLE001 - a job's failure is data
             return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         return Outcome(key, result)

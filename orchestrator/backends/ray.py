@@ -54,11 +54,30 @@ class RayBackend(Backend):
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise EnvironmentUnavailable(f"--address {self.address}: cannot connect to Ray ({exc})") from None
         self._log = ray.remote(num_cpus=0)(AttemptLog).remote()
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        nodes = self._nodes()
         cores_per = min((int(n["Resources"].get("CPU", 1)) for n in nodes), default=1)
         gpus_per = max((int(n["Resources"].get("GPU", 0)) for n in nodes), default=0)
+        hosts = {f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}": [n["NodeID"]] for n in nodes}
         return Capacity(cpu_workers=len(nodes), cores_per_worker=cores_per, gpus_per_worker=gpus_per,
-                        workers=[n["NodeManagerAddress"] for n in nodes])
+                        workers=[n["NodeManagerAddress"] for n in nodes], hosts=hosts)
+
+    @staticmethod
+    def _nodes() -> list[dict[str, Any]]:
+        """Alive Ray nodes that can run tasks (a head started with num-cpus 0 only schedules)."""
+        ray = _ray()
+        return [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
+
+    def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
+        from orchestrator.run import multinode
+
+        chosen = self._nodes()[:nodes]
+        cores = min(int(n["Resources"]["CPU"]) for n in chosen)
+        try:
+            result = multinode.execute(multinode.RayNodes(_ray(), chosen, cores), {**task, "threads": cores})
+        except Exception as exc:  # noqa: BLE001 - a job's failure is data
+            cause = getattr(exc, "cause", None) or exc
+            return Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
+        return Outcome(key, result)
 
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
         ray = _ray()

@@ -52,6 +52,11 @@ def check_shard(task: dict[str, Any], shard: dict[str, Any], result: Any) -> flo
     return KERNELS[task["op"]].check(shard, result, shard_params(task, shard), task["dtype"])
 
 
+def shard_init(shard: dict[str, Any]) -> torch.Tensor:
+    """kmeans: the initial centroids (the same on every node)."""
+    return shard["init"]
+
+
 def kmeans_partials(task: dict[str, Any], shard: dict[str, Any], centroids: torch.Tensor) -> tuple:
     _set_threads(task.get("threads"))
     return KERNELS["kmeans"]._partials(shard["x"], centroids.to(shard["x"].dtype))

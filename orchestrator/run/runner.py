@@ -50,10 +50,9 @@ def versions() -> dict[str, str]:
     return found
 
 
-def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address: str | None = None,
-                    spreads: bool = True) -> Hardware:
+def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address: str | None = None) -> Hardware:
     """The hardware the cluster can really serve: at most its GPUs per worker; as many nodes as
-    it has worker hosts (where the backend runs multi-node jobs), each like the profile's node,
+    it has worker hosts (Dask) or nodes (Ray), each like the profile's node,
     with the network measured for `address` (`orch profile --address`), else the profile's,
     else an assumed one."""
     from orchestrator.profile import network as networks
@@ -63,7 +62,7 @@ def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address:
         notes.append(f"profile {hw.name} has {len(hw.gpus)} GPU(s); the cluster serves {capacity.gpus_per_worker}: "
                      "planning without the others")
         node = node.model_copy(update={"gpus": hw.gpus[:capacity.gpus_per_worker]})
-    nodes = capacity.nodes if spreads else 1
+    nodes = capacity.nodes
     if hw.nodes > 1 and hw.nodes != nodes:
         notes.append(f"{hw.name} describes {hw.nodes} nodes; the cluster has {nodes}: planning for {nodes}")
     link = hw.network
@@ -93,13 +92,10 @@ def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None 
     return found
 
 
-def _refuse_impossible(forced: Placement | None, capacity: Capacity, backend: str = "dask") -> None:
+def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
     if forced is None:
         return
     if forced.nodes > 1:
-        if backend != "dask":
-            raise EnvironmentUnavailable(f"--placement {forced}: multi-node execution is built for Dask only",
-                                         fix="use --backend dask")
         if forced.device == "gpu":
             raise EnvironmentUnavailable(f"--placement {forced}: multi-node GPU execution is not built yet",
                                          fix=f"use cpu@{forced.nodes}")
@@ -136,18 +132,18 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
     cores = discover_cpu().cores_logical
     run_id: str | None = None
     if address is None:  # what an embedded cluster will have is known before starting it
-        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()), engine.name)
+        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()))
     warnings = engine.link_warnings()
     for warning in warnings:  # said before connecting
         emit("warning", {"message": warning})
     capacity = engine.start(cores=cores, gpus=local_gpu_count() if address is None else 0)
     try:
-        _refuse_impossible(forced, capacity, engine.name)
+        _refuse_impossible(forced, capacity)
         for warning in capacity.notes:  # said now, before anything runs
             emit("warning", {"message": warning})
         warnings += capacity.notes
         notes: list[str] = []
-        planned_for = fit_to_capacity(hw, capacity, notes, address, spreads=engine.name == "dask")
+        planned_for = fit_to_capacity(hw, capacity, notes, address)
         plan = make_plan(workload, planned_for, objective, forced)
         run_id = resume or new_run_id()
         report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
