@@ -80,6 +80,19 @@ def _print_as(render, value, fmt: Format) -> None:
         render.print_table(value, stdout)
 
 
+def _print_data(data, fmt: Format) -> bool:
+    """Print plain data (dicts, lists) as JSON or YAML; False for --format table (the caller draws it)."""
+    if fmt is Format.json:
+        import json
+
+        print(json.dumps(data, indent=2))
+    elif fmt is Format.yaml:
+        import yaml
+
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    return fmt is not Format.table
+
+
 def _print_profile(profile, fmt: Format) -> None:
     from orchestrator.profile import render
 
@@ -133,9 +146,7 @@ def profile(
 def _profile_cluster(address: str, fmt: Format) -> None:
     """`orch profile --address`: each host's workers, cores, memory and GPUs, and the measured
     worker-to-worker network, saved for `orch plan/run --address` of the same address."""
-    import json
 
-    import yaml
 
     from orchestrator.backends.dask import DaskBackend
     from orchestrator.errors import EnvironmentUnavailable
@@ -160,12 +171,7 @@ def _profile_cluster(address: str, fmt: Format) -> None:
                                           "cores": info["cores"], "gpus": info["gpus"]})
         entry["workers"] += 1
         entry["threads"] += info["threads"]
-    data = {"address": address, "hosts": by_host, "network": measured}
-    if fmt is Format.json:
-        print(json.dumps(data, indent=2))
-    elif fmt is Format.yaml:
-        print(yaml.safe_dump(data, sort_keys=False), end="")
-    else:
+    if not _print_data({"address": address, "hosts": by_host, "network": measured}, fmt):
         for host, entry in by_host.items():
             stdout.print(f"{host}: {entry['workers']} worker(s), {entry['threads']} threads, {entry['cores']} cores, "
                          f"{entry['memory_bytes'] / 2**30:.1f} GiB, {entry['gpus']} GPU(s)")
@@ -201,13 +207,7 @@ def profile_list(fmt: FormatOption = Format.table) -> None:
     from orchestrator.profile import store
 
     found = store.entries()
-    if fmt is not Format.table:
-        rows = [{"name": e.name, "origin": e.origin, "kind": e.kind, "path": str(e.path)} for e in found]
-        import json
-
-        import yaml
-
-        print(json.dumps(rows, indent=2) if fmt is Format.json else yaml.safe_dump(rows, sort_keys=False), end="\n")
+    if _print_data([{"name": e.name, "origin": e.origin, "kind": e.kind, "path": str(e.path)} for e in found], fmt):
         return
     table = Table("name", "origin", "kind", "path")
     for entry in found:
@@ -245,7 +245,6 @@ def plan(
 ) -> None:
     """Predict each job's time on every candidate placement and pick one; runs nothing.
     With --address, for the Dask cluster there: one node per worker host."""
-    from orchestrator.errors import InputError
     from orchestrator.plan import render
     from orchestrator.plan.hardware import hardware_for
     from orchestrator.plan.planner import make_plan
@@ -295,7 +294,6 @@ def run(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Execute the plan on Dask (default) or Ray and record measured times."""
-    import json
 
     from orchestrator.errors import EXIT_JOB_FAILED
     from orchestrator.plan.hardware import hardware_for
@@ -312,13 +310,7 @@ def run(
                               tls=tls_files(tls_ca_file, tls_cert, tls_key), learn=learn)
     for note in report.notes:
         stderr.print(Text(f"note: {note}"))
-    if fmt is Format.json:
-        print(json.dumps(as_contract(report), indent=2))
-    elif fmt is Format.yaml:
-        import yaml
-
-        print(yaml.safe_dump(as_contract(report), sort_keys=False), end="")
-    else:
+    if not _print_data(as_contract(report), fmt):
         run_render.print_table(report, stdout)
     if report.failed:
         raise typer.Exit(EXIT_JOB_FAILED)
@@ -327,7 +319,6 @@ def run(
 @app.command()
 def calibrate(profile: ProfileOption = None, fmt: FormatOption = Format.table) -> None:
     """Fit the cost model to the recorded runs of a profile; print the error before and after."""
-    import json
 
     from orchestrator.cost.calibration import refit
     from orchestrator.errors import InputError
@@ -343,15 +334,9 @@ def calibrate(profile: ProfileOption = None, fmt: FormatOption = Format.table) -
     if done is None:
         raise InputError(f"--profile {hardware.name}: no recorded ok jobs to learn from",
                          fix=f"run a workload first: orch run W.yaml --profile {hardware.name}")
-    if fmt is not Format.table:
-        data = {"profile": hardware.name, "path": str(done.path), "before": done.before, "after": done.after,
-                "groups": [g.model_dump() for g in done.calibration.groups]}
-        if fmt is Format.json:
-            print(json.dumps(data, indent=2))
-        else:
-            import yaml
-
-            print(yaml.safe_dump(data, sort_keys=False), end="")
+    data = {"profile": hardware.name, "path": str(done.path), "before": done.before, "after": done.after,
+            "groups": [g.model_dump() for g in done.calibration.groups]}
+    if _print_data(data, fmt):
         return
     from orchestrator.cost import calibration_render
 
@@ -404,7 +389,6 @@ def report(
 def runs(fmt: FormatOption = Format.table) -> None:
     """List recorded runs, newest first."""
     import dataclasses
-    import json
 
     from rich.table import Table
 
@@ -413,14 +397,7 @@ def runs(fmt: FormatOption = Format.table) -> None:
     store = ResultStore()
     found = store.runs()
     store.close()
-    if fmt is not Format.table:
-        rows = [dataclasses.asdict(r) for r in found]
-        if fmt is Format.json:
-            print(json.dumps(rows, indent=2))
-        else:
-            import yaml
-
-            print(yaml.safe_dump(rows, sort_keys=False), end="")
+    if _print_data([dataclasses.asdict(r) for r in found], fmt):
         return
     table = Table("run_id", "workload", "status", "done", "started")
     for r in found:
