@@ -10,6 +10,7 @@ import os
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -70,6 +71,19 @@ def _inject_failure(name: str | None) -> None:
             raise InjectedFailure(f"job {name} failed on purpose (ORCH_FAIL_JOBS)")
 
 
+def timed(once: Callable[[], Any], warmup: int, repeats: int) -> tuple[Any, list[float]]:
+    """`warmup` untimed calls, then `repeats` timed ones: the last result and every time."""
+    result = None
+    for _ in range(warmup):
+        result = once()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = once()
+        times.append(time.perf_counter() - started)
+    return result, times
+
+
 def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
     """Run one job; returns measured_s, every timing, the check and where it ran."""
     _inject_failure(task.get("name"))
@@ -103,14 +117,7 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         _sync(devices)
         return result
 
-    result = None
-    for _ in range(task["warmup"]):
-        result = once()
-    times = []
-    for _ in range(task["repeats"]):
-        started = time.perf_counter()
-        result = once()
-        times.append(time.perf_counter() - started)
+    result, times = timed(once, task["warmup"], task["repeats"])
     check = kernel.check(inputs, result, p, task["dtype"])
     return {
         "measured_s": statistics.median(times),
