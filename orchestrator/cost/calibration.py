@@ -133,7 +133,7 @@ def fit_group(samples: list[Sample]) -> tuple[float, float]:
     w = np.array([s.work_s for s in samples])
     f = np.array([s.fixed_s for s in samples])
     m = np.log(np.array([s.measured_s for s in samples]))
-    tied = len({round(math.log(s.flops), 3) for s in samples}) < 2 or not np.any(o)
+    tied = _sizes(samples) < 2 or not np.any(o)
     cx = cy = 0.0
     span = LOG_RANGE
     for _ in range(4):
@@ -148,6 +148,11 @@ def fit_group(samples: list[Sample]) -> tuple[float, float]:
             cx, cy = float(xs[i]), float(ys[j])
         span /= 8
     return math.exp(cx), math.exp(cy)
+
+
+def _sizes(samples: list[Sample]) -> int:
+    """Distinct amounts of work (to 0.1%) among the samples."""
+    return len({round(math.log(s.flops), 3) for s in samples})
 
 
 def _errors(samples: list[Sample], overhead: float, work: float) -> list[float]:
@@ -166,7 +171,7 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibrat
             continue
         overhead, work = fit_group(members)
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
-                             sizes=len({round(math.log(s.flops), 3) for s in members}),
+                             sizes=_sizes(members),
                              overhead=round(overhead, 6), work=round(work, 6),
                              median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
                              median_error_after=round(statistics.median(_errors(members, overhead, work)), 4)))
@@ -185,8 +190,7 @@ def summary_errors(samples: list[Sample], calibration: Calibration | None) -> di
     errors = []
     for s in samples:
         factors = calibration.factors(s.op, s.device, s.dtype) if calibration else None
-        a, b = (factors.overhead, factors.work) if factors else (1.0, 1.0)
-        errors.append(abs(a * s.overhead_s + b * s.work_s + s.fixed_s - s.measured_s) / s.measured_s)
+        errors += _errors([s], *((factors.overhead, factors.work) if factors else (1.0, 1.0)))
     return {"jobs": len(errors), "median": statistics.median(errors) if errors else math.nan,
             "p90": float(np.percentile(errors, 90)) if errors else math.nan}
 
