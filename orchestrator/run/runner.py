@@ -173,25 +173,26 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
                 store.record_job(run_id, jp.job.name, placement=jp.chosen.placement, predicted_s=jp.chosen.predicted_s)
         store.mark_running(run_id, [jp.job.name for jp in by_key.values()])
         emit("submitting", {"run_id": run_id})
-        spread = {key: jp for key, jp in by_key.items() if Placement.parse(jp.chosen.placement).nodes > 1}
         outcomes: list[Outcome] = []
-        for key, jp in spread.items():  # each holds several nodes: one at a time, before the rest
-            outcome = engine.run_spread(key, _task(jp, capacity.cores_per_worker), Placement.parse(jp.chosen.placement).nodes)
-            outcomes.append(outcome)
-            store.record_jobs(run_id, [(jp.job.name, _fields(outcome, previous.get(jp.job.name, {})))])
-            emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
-                         "busy_s": busy_s(jp.job, jp.chosen)})
-        for key, jp in by_key.items():
-            if key not in spread:
-                engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
-        for batch in engine.results():
-            outcomes += batch
+
+        def finished(batch: list[Outcome]) -> None:
+            outcomes.extend(batch)
             updates = [(by_key[o.key].job.name, _fields(o, previous.get(by_key[o.key].job.name, {}))) for o in batch]
             store.record_jobs(run_id, updates)  # durable before anything is reported
             for outcome in batch:
                 jp = by_key[outcome.key]
                 emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
                              "busy_s": busy_s(jp.job, jp.chosen)})
+
+        spread = {key: jp for key, jp in by_key.items() if Placement.parse(jp.chosen.placement).nodes > 1}
+        for key, jp in spread.items():  # each holds several nodes: one at a time, before the rest
+            finished([engine.run_spread(key, _task(jp, capacity.cores_per_worker),
+                                        Placement.parse(jp.chosen.placement).nodes)])
+        for key, jp in by_key.items():
+            if key not in spread:
+                engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
+        for batch in engine.results():
+            finished(batch)
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
         report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
         store.finish_run(run_id, "failed" if report.failed else "done")
