@@ -1,6 +1,7 @@
 """Prediction accuracy before and after calibration, on held-out jobs, on this machine.
 
-    .venv/bin/python benchmarks/accuracy.py [--profile PATH] [--train W.yaml] [--heldout W.yaml] [--json OUT]
+    .venv/bin/python benchmarks/accuracy.py [--profile PATH] [--train W.yaml] [--heldout W.yaml]
+                                             [--placement P] [--json OUT]
 
 1. A quick profile of this machine (unless --profile is given).
 2. `orch run` of the training workload (every op family at three sizes, float32); the run
@@ -9,8 +10,9 @@
 4. For each held-out job: |predicted - measured| / measured with the calibration (what
    `orch run` predicted) and without it (the same model, factors left out).
 
-Prints the median and 90th percentile of both, per op and overall. Everything is written under
-a temporary ORCH_HOME.
+Prints the median and 90th percentile of both, per op and overall. `--placement gpu` runs both
+workloads there (default: where orch's plan puts each job). Everything is written under a
+temporary ORCH_HOME.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> None:
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--train", type=Path, default=ROOT / "workloads/calibration-train.yaml")
     parser.add_argument("--heldout", type=Path, default=ROOT / "workloads/calibration-heldout.yaml")
+    parser.add_argument("--placement", help="run every job of both workloads here (default: orch's plan)")
     parser.add_argument("--json", type=Path, help="write every held-out job's errors here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-accuracy-") as home:
@@ -76,10 +79,11 @@ def main() -> None:
         profile = args.profile or Path(home) / "this-machine.yaml"
         if not args.profile:
             orch("profile", "--quick", "--output", str(profile), "--format", "json", env=env)
-        orch("run", str(args.train), "--profile", str(profile), "--format", "json", env=env)
+        forced = ["--placement", args.placement] if args.placement else []
+        orch("run", str(args.train), "--profile", str(profile), *forced, "--format", "json", env=env)
         calibration = json.loads(orch("calibrate", "--profile", str(profile), "--format", "json", env=env).stdout)
-        heldout = json.loads(orch("run", str(args.heldout), "--profile", str(profile), "--no-learn", "--format", "json",
-                                  env=env).stdout)
+        heldout = json.loads(orch("run", str(args.heldout), "--profile", str(profile), *forced, "--no-learn",
+                                  "--format", "json", env=env).stdout)
         heldout["path"] = str(args.heldout)
         rows = errors(heldout, profile, env)
     print(f"training: {calibration['before']['jobs']} jobs; in-sample median error "

@@ -6,7 +6,8 @@ orch's choice (its time / the best measured time) against fixed strategies.
 Strategies: orch's plan; "always cpu"; "always gpu" (where a GPU exists); the backend's default,
 which for a plain Dask or Ray task is the CPU code path (a task runs wherever the scheduler puts
 it and uses the GPU only if the code asks for one). One `orch run --placement P --no-learn`
-per placement; everything under a temporary ORCH_HOME. Prints median, p95 and max regret.
+per placement, over the jobs that placement can run (a plain Python loop has no GPU placement);
+everything under a temporary ORCH_HOME. Prints median, p95 and max regret.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,20 @@ def orch(*args: str, env: dict[str, str]) -> dict:
     if result.returncode not in (0, 1):
         raise SystemExit(f"orch {' '.join(args)}: exit {result.returncode}: {result.stderr}")
     return json.loads(result.stdout)
+
+
+def jobs_for(workload: Path, names: set[str], out: Path) -> tuple[Path, dict[str, str]]:
+    """The workload's jobs named in `names`, sweeps expanded, one explicit job each (same seeds),
+    and each written job's name -> its name in the workload."""
+    sys.path.insert(0, str(ROOT))
+    from orchestrator.workload.loader import load
+
+    loaded = load(workload)
+    jobs = [{"name": f"j{i}", "op": job.op, **job.params, "dtype": job.dtype, "repeats": job.repeats,
+             "warmup": job.warmup, "data": job.data, "seed": job.seed}
+            for i, job in enumerate(loaded.jobs) if job.name in names]
+    out.write_text(yaml.safe_dump({"version": 1, "name": loaded.name, "jobs": jobs}, sort_keys=False))
+    return out, {f"j{i}": job.name for i, job in enumerate(loaded.jobs)}
 
 
 def main() -> None:
@@ -47,10 +63,13 @@ def main() -> None:
                              if c["feasible"] and "@" not in c["placement"]})
         measured: dict[str, dict[str, float]] = {}
         for placement in placements:
-            run = orch("run", str(args.workload), "--profile", profile, "--placement", placement, "--no-learn", env=env)
+            runnable = {job["name"] for job in plan["jobs"]
+                        if any(c["placement"] == placement and c["feasible"] for c in job["candidates"])}
+            subset, names = jobs_for(args.workload, runnable, Path(home) / f"{placement.replace(':', '-')}.yaml")
+            run = orch("run", str(subset), "--profile", profile, "--placement", placement, "--no-learn", env=env)
             for job in run["jobs"]:
                 if job["status"] == "ok":
-                    measured.setdefault(job["name"], {})[placement] = job["measured_s"]
+                    measured.setdefault(names[job["name"]], {})[placement] = job["measured_s"]
     strategies = {"orch plan": {job["name"]: job["placement"] for job in plan["jobs"]},
                   "always cpu": {job["name"]: "cpu" for job in plan["jobs"]},
                   "backend default (cpu code path)": {job["name"]: "cpu" for job in plan["jobs"]}}
@@ -64,6 +83,14 @@ def main() -> None:
         if regrets:
             print(f"| {name} | {len(regrets)} | {np.median(regrets):.2f} | {np.percentile(regrets, 95):.2f} | "
                   f"{max(regrets):.2f} |")
+    print()
+    print("| job | " + " | ".join(placements) + " | orch chose | its regret |")
+    print("|" + " --- |" * (len(placements) + 3))
+    chosen = strategies["orch plan"]
+    for job, times in measured.items():
+        cells = [f"{times[p] * 1e3:.3g} ms" if p in times else "-" for p in placements]
+        regret = f"{times[chosen[job]] / min(times.values()):.2f}" if chosen[job] in times else "-"
+        print(f"| {job} | " + " | ".join(cells) + f" | {chosen[job]} | {regret} |")
 
 
 if __name__ == "__main__":

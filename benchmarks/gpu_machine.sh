@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Every GPU check in one run, for a machine with a CUDA GPU (one lent for a few minutes):
+#
+#     OUT=/tmp/gpu-results benchmarks/gpu_machine.sh
+#
+# 1. what NVML and torch see (nvidia-smi beside orch's own discovery);
+# 2. a full `orch profile` (GPU GEMM per dtype and size, memory, host<->device, launch latency,
+#    per-op kernels), shown beside the bundled h100-sxm reference profile;
+# 3. the seed table with its GPU columns (benchmarks/seed.py);
+# 4. the main job on that profile: plan, run, report (--compare h100-sxm);
+# 5. decision quality: every demo job on cpu and gpu, regret of orch's choice (decisions.py);
+# 6. accuracy on held-out jobs, every job on the GPU, then where orch's plan puts each one;
+# 7. orch's overhead against bare Dask (overhead.py).
+#
+# Each step has its own time limit and writes <step>.txt; everything lands in $OUT/results.tgz
+# (refreshed after every step, so a run cut short still returns what it did) and the summary in
+# $OUT/log.txt. Needs python3 with a CUDA torch and orch's dependencies importable.
+set -u
+OUT=${OUT:-$(mktemp -d)}
+R=$OUT/results
+mkdir -p "$R"
+export ORCH_HOME=$R/home PYTHONUNBUFFERED=1 COLUMNS=150
+PY=${PYTHON:-python3}
+ORCH="$PY -m orchestrator"
+PROFILE=$R/gpu-node.yaml
+
+step() {  # step NAME LIMIT_S COMMAND...: run it, keep its output, say how it ended
+    local name=$1 limit=$2 started=$SECONDS rc
+    shift 2
+    echo "=== $name ($(date +%T))"
+    timeout "$limit" bash -c "$*" >"$R/$name.txt" 2>&1
+    rc=$?
+    tail -n "${TAIL:-40}" "$R/$name.txt"
+    echo "=== $name: exit $rc in $((SECONDS - started)) s"
+    tar -czf "$OUT/results.tgz" -C "$OUT" results
+}
+
+{
+step env 60 "nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version,power.limit,clocks.max.sm --format=csv; \
+  $PY -c 'import torch, dask, distributed, pynvml; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0)); print(\"dask\", dask.__version__)'; nproc; free -g"
+step profile 240 "$ORCH profile --output $PROFILE || $ORCH profile --quick --output $PROFILE"
+TAIL=80 step show 30 "$ORCH profile show $PROFILE; echo; $ORCH profile show h100-sxm"
+step seed 90 "$PY benchmarks/seed.py"
+TAIL=60 step main-job 150 "$ORCH plan workloads/demo.yaml --profile $PROFILE && $ORCH run workloads/demo.yaml --profile $PROFILE \
+  && $ORCH report --latest --compare h100-sxm --output $R/report.html"
+TAIL=30 step decisions 150 "$PY benchmarks/decisions.py --profile $PROFILE"
+TAIL=25 step accuracy-gpu 150 "$PY benchmarks/accuracy.py --profile $PROFILE --placement gpu --json $R/accuracy-gpu.json"
+TAIL=25 step accuracy-plan 150 "$PY benchmarks/accuracy.py --profile $PROFILE --json $R/accuracy-plan.json"
+TAIL=15 step overhead 120 "$PY benchmarks/overhead.py"
+} 2>&1 | tee "$OUT/log.txt"
