@@ -14,7 +14,8 @@
 #
 # Each step has its own time limit and writes <step>.txt; everything lands in $OUT/results.tgz
 # (refreshed after every step, so a run cut short still returns what it did) and the summary in
-# $OUT/log.txt. Needs python3 with a CUDA torch and orch's dependencies importable.
+# $OUT/log.txt. SKIP="seed overhead" leaves those steps out. Needs python3 with a CUDA torch and
+# orch's dependencies importable.
 set -u
 OUT=${OUT:-$(mktemp -d)}
 R=$OUT/results
@@ -27,6 +28,7 @@ PROFILE=$R/gpu-node.yaml
 step() {  # step NAME LIMIT_S COMMAND...: run it, keep its output, say how it ended
     local name=$1 limit=$2 started=$SECONDS rc
     shift 2
+    case " ${SKIP:-} " in *" $name "*) return ;; esac
     echo "=== $name ($(date +%T))"
     timeout "$limit" bash -c "$*" >"$R/$name.txt" 2>&1
     rc=$?

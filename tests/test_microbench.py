@@ -61,7 +61,7 @@ def test_gpu_bandwidth_code_on_cpu_stand_in():
     device = torch.device("cpu")
     assert bench_gpu.device_bandwidth(device, 4 << 20, min_time_s=0.01) > 1e8
     transfers = bench_gpu.transfer_bandwidths(device, 4 << 20, min_time_s=0.01)
-    assert set(transfers) == {"h2d_bandwidth", "h2d_bandwidth_pageable", "d2h_bandwidth"}
+    assert set(transfers) == {"h2d_bandwidth", "h2d_bandwidth_pageable", "d2h_bandwidth", "d2h_bandwidth_pageable"}
     assert all(v > 1e8 for v in transfers.values())
     assert 0 < bench_gpu.launch_latency_s(device, samples=20) < 1e-2
     assert bench_gpu.p2p_bandwidth(device, device, 4 << 20, min_time_s=0.01) > 1e8

@@ -47,6 +47,9 @@ def test_full_gpu_path_on_cpu_stand_in(tiny_plans):
     for gpu in result.gpus:
         assert set(gpu.gemm_flops) == set(bench_gpu.GPU_DTYPES)
         assert gpu.memory_bandwidth and gpu.h2d_bandwidth and gpu.d2h_bandwidth and gpu.launch_latency_s
+        assert gpu.h2d_bandwidth_pageable and gpu.d2h_bandwidth_pageable
+        for direction in ("h2d", "d2h"):
+            assert len(gpu.pageable_bandwidth[direction]) == len(bench_gpu.PAGEABLE_SIZES) + 1
         assert gpu.p2p_bandwidth
         assert gpu.theoretical_peak_flops["bfloat16"] == pytest.approx(989.5e12)
     assert steps[-1][0] == steps[-1][1], "the progress bar ends full"

@@ -65,17 +65,7 @@ class Hardware:
     def op_scale(self, kind: str, op: str, flops: float) -> float:
         """The measured scale at this much work: log-linear between reference points, flat beyond."""
         points = self.op_scales.get((kind, op))
-        if not points:
-            return 1.0
-        if flops <= points[0][0]:
-            return points[0][1]
-        if flops >= points[-1][0]:
-            return points[-1][1]
-        for (w0, s0), (w1, s1) in zip(points, points[1:]):
-            if w0 <= flops <= w1:
-                t = (math.log(flops) - math.log(w0)) / (math.log(w1) - math.log(w0))
-                return math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
-        return points[-1][1]
+        return rates.log_interpolate(points, flops) if points else 1.0
 
 
 @dataclass
@@ -200,11 +190,14 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         gpus_here = placement.gpus if split else 1
         h2d = (in_bytes - repl_bytes) / placement.nodes + repl_bytes * gpus_here
         latency = gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
-        terms["transfer_s"] = (h2d / rates.h2d_bandwidth(gpu) + out_bytes / placement.nodes / rates.d2h_bandwidth(gpu)
+        # host inputs are ordinary (pageable) memory, as the harness makes them and as NumPy's are
+        out = out_bytes / placement.nodes
+        terms["transfer_s"] = (h2d / rates.h2d_bandwidth(gpu, nbytes=h2d) + out / rates.d2h_bandwidth(gpu, nbytes=out)
                                + 2 * latency * gpus_here)
     elif placement.device == "cpu" and job.data == "device" and hw.gpus:
         gpu = hw.gpus[0]
-        terms["transfer_s"] = in_bytes / rates.d2h_bandwidth(gpu) + out_bytes / rates.h2d_bandwidth(gpu)
+        terms["transfer_s"] = (in_bytes / rates.d2h_bandwidth(gpu, nbytes=in_bytes)
+                               + out_bytes / rates.h2d_bandwidth(gpu, nbytes=out_bytes))
     elif placement.device == "gpu" and job.data == "device" and split and moves_data and placement.nodes == 1:
         # inputs sit on the first GPU: scatter the shards and the replicated part, gather the result
         out_of_gpu0 = (in_bytes - repl_bytes) * (n - 1) / n + repl_bytes * (n - 1) + out_bytes * (n - 1) / n

@@ -13,6 +13,7 @@ from typing import Any
 from orchestrator.hardware.timing import best_seconds, median_seconds
 
 MiB = 1 << 20
+PAGEABLE_SIZES = (1 * MiB, 8 * MiB, 64 * MiB)  # plus the plan's transfer_bytes
 GPU_DTYPES = ("float64", "float32", "tfloat32", "bfloat16", "float16")
 
 
@@ -69,7 +70,7 @@ def device_bandwidth(device: Any, nbytes: int, *, min_time_s: float) -> float:
 
 
 def transfer_bandwidths(device: Any, nbytes: int, *, min_time_s: float) -> dict[str, float]:
-    """Host→device pinned and pageable, device→host pinned, bytes/s."""
+    """Host→device and device→host, pinned and pageable, bytes/s."""
     import torch
 
     count = nbytes // 4
@@ -83,9 +84,24 @@ def transfer_bandwidths(device: Any, nbytes: int, *, min_time_s: float) -> dict[
         ("h2d_bandwidth", lambda: on_device.copy_(pinned, non_blocking=pin)),
         ("h2d_bandwidth_pageable", lambda: on_device.copy_(pageable)),
         ("d2h_bandwidth", lambda: pinned.copy_(on_device, non_blocking=pin)),
+        ("d2h_bandwidth_pageable", lambda: pageable.copy_(on_device)),
     ):
         results[key] = nbytes / best_seconds(fn, min_time_s=min_time_s, sync=sync, min_samples=3)
     return results
+
+
+def pageable_curves(device: Any, sizes: tuple[int, ...], *, min_time_s: float) -> dict[str, dict[int, float]]:
+    """Pageable host→device and device→host bandwidth at each copy size, bytes/s."""
+    import torch
+
+    sync = _sync_for(device)
+    curves: dict[str, dict[int, float]] = {"h2d": {}, "d2h": {}}
+    for nbytes in sizes:
+        host = torch.ones(nbytes // 4, dtype=torch.float32)
+        on_device = torch.empty(nbytes // 4, dtype=torch.float32, device=device)
+        for key, copy in (("h2d", lambda: on_device.copy_(host)), ("d2h", lambda: host.copy_(on_device))):
+            curves[key][nbytes] = nbytes / best_seconds(copy, min_time_s=min_time_s, sync=sync, min_samples=3)
+    return curves
 
 
 def launch_latency_s(device: Any, *, samples: int = 200) -> float:

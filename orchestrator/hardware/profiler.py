@@ -28,7 +28,7 @@ def cpu_gemm_dtypes(cpu: CpuProfile) -> list[str]:
 
 # step() calls outside the GEMM ladders and op kernels, for the progress bar's total
 CPU_FIXED_STEPS = 5  # memory bandwidth, dispatch, cache bandwidth, pytorch op, python loop
-GPU_FIXED_STEPS = 3  # memory bandwidth, host<->device, launch latency
+GPU_FIXED_STEPS = 4  # memory bandwidth, host<->device, pageable copies by size, launch latency
 
 
 def _cpu_plan(cpu: CpuProfile, quick: bool) -> bench_cpu.CpuBenchPlan:
@@ -118,6 +118,12 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
         step(f"gpu{gpu.index} host<->device bandwidth")
         for key, value in bench_gpu.transfer_bandwidths(device, plan.transfer_bytes, min_time_s=plan.min_time_s).items():
             setattr(gpu, key, accept(value, limits.h2d_bandwidth, f"{where}.{key}", flags))
+        step(f"gpu{gpu.index} pageable copies by size")
+        curves = bench_gpu.pageable_curves(device, bench_gpu.PAGEABLE_SIZES, min_time_s=plan.min_time_s / 4)
+        for key, largest in (("h2d", gpu.h2d_bandwidth_pageable), ("d2h", gpu.d2h_bandwidth_pageable)):
+            if largest:
+                curves[key][plan.transfer_bytes] = largest
+        gpu.pageable_bandwidth = curves
         step(f"gpu{gpu.index} launch latency")
         gpu.launch_latency_s = bench_gpu.launch_latency_s(device)
         gpu.theoretical_peak_flops = limits.flops

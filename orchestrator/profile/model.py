@@ -108,6 +108,10 @@ class GpuProfile(_Device):
     h2d_bandwidth: PositiveFloat | None = None
     h2d_bandwidth_pageable: PositiveFloat | None = None
     d2h_bandwidth: PositiveFloat | None = None
+    d2h_bandwidth_pageable: PositiveFloat | None = None
+    # Pageable copies by size ("h2d"/"d2h" -> bytes -> bytes/s): small ones run from the CPU's
+    # caches and are faster than the large copy the scalars above are measured with.
+    pageable_bandwidth: dict[Literal["h2d", "d2h"], dict[PositiveInt, PositiveFloat]] = Field(default_factory=dict)
     launch_latency_s: PositiveFloat | None = None
     transfer_latency_s: PositiveFloat | None = None
     p2p_bandwidth: PositiveFloat | None = None

@@ -82,7 +82,7 @@ def _gpu_rows(gpu: GpuProfile) -> list[tuple[str, str]]:
         *_curve(gpu),
         ("memory bandwidth", si(gpu.memory_bandwidth, "B/s")),
         ("host->device", f"pinned {si(gpu.h2d_bandwidth, 'B/s')}, pageable {si(gpu.h2d_bandwidth_pageable, 'B/s')}"),
-        ("device->host", si(gpu.d2h_bandwidth, "B/s")),
+        ("device->host", f"pinned {si(gpu.d2h_bandwidth, 'B/s')}, pageable {si(gpu.d2h_bandwidth_pageable, 'B/s')}"),
         ("launch latency", seconds(gpu.launch_latency_s)),
         *_op_rows(gpu),
     ]
