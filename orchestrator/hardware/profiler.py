@@ -99,6 +99,10 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
     for gpu in usable:
         device = device_for(gpu)
         plan = bench_gpu.GpuBenchPlan.create(quick=quick, memory_free_bytes=gpu.memory_free_bytes)
+        if device.type == "cuda" and gpu.sm_count is None:  # NVML does not say; CUDA does
+            import torch
+
+            gpu.sm_count = torch.cuda.get_device_properties(device).multi_processor_count
         limits = gpu_ceilings(gpu)
         where = f"gpus[{gpu.index}]"
         for dtype in bench_gpu.GPU_DTYPES:
