@@ -69,3 +69,18 @@ def test_report_without_runs_is_exit_2():
 
 def test_report_of_an_unknown_run_is_exit_2():
     assert orch("report", "20000101-000000-beef").returncode == 2
+
+
+def test_crossover_names_this_machines_own_gpu_before_a_compared_one():
+    """On a GPU machine the crossover is its own GPU's; `--compare` draws the other profile's
+    beside it. On a CPU-only machine the compared GPU is the only alternative."""
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.profile import store
+    from orchestrator.report.build import crossover
+
+    rows = [{"name": f"mm{n}", "op": "matmul", "params": {"m": n, "n": n, "k": n}, "dtype": "float32",
+             "data": "host", "placement": "gpu", "measured_s": 1e-3} for n in (256, 4096)]
+    l4, h100, cpu = (hardware_for(store.resolve(name)) for name in ("l4", "h100-sxm", "cpu-c7i-8xlarge"))
+    on_gpu = crossover(l4, h100, rows).text
+    assert "best alternative (gpu)" in on_gpu and "h100-sxm gpu" not in on_gpu, on_gpu
+    assert "h100-sxm gpu" in crossover(cpu, h100, rows).text

@@ -186,15 +186,20 @@ def crossover(hw: Hardware, compare: Hardware | None, rows: list[dict[str, Any]]
         chart.line(label, points, dash="6 3" if dashed else None)
     chart.scatter("measured", [(get_op(op).flops(r["params"]), r["measured_s"]) for r in rows],
                   [f"{r['name']} on {r['placement']}: {seconds(r['measured_s'])}" for r in rows])
-    text = _crossover_text(op, lines, chart)
+    text = _crossover_text(op, lines, chart, f"{compare.name} " if compare is not None else None)
     return Crossover(op, text, chart.render())
 
 
-def _crossover_text(op: str, lines: dict[str, list[tuple[float, float]]], chart: LogChart) -> str:
+def _crossover_text(op: str, lines: dict[str, list[tuple[float, float]]], chart: LogChart,
+                    compared: str | None = None) -> str:
+    """Where this hardware's own alternatives overtake its CPU; the compared profile's where it
+    has none (a CPU-only machine)."""
     if "cpu" not in lines or len(lines) < 2:
         return f"{op}: one placement only on this hardware; no crossover to draw (try --compare h100-sxm)."
     cpu = dict(lines["cpu"])
     others = {label: dict(points) for label, points in lines.items() if label != "cpu"}
+    own = {label: points for label, points in others.items() if not (compared and label.startswith(compared))}
+    others = own or others
     works = sorted(w for w in cpu if all(w in o for o in others.values()))
     if not works:
         return f"{op}: the alternatives are infeasible at these sizes."
