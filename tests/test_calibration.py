@@ -39,6 +39,26 @@ def test_fit_recovers_both_factors_despite_outliers():
     assert a == pytest.approx(1.7, rel=0.08) and b == pytest.approx(0.6, rel=0.05)
 
 
+def test_one_disturbed_run_is_not_extrapolated():
+    """Three training sizes, the smallest disturbed 6x (the first job on a fresh worker, as seen
+    on a 2-core VM): a two-factor fit explains all three and predicts sizes in between up to
+    4.8x off; cross-validation keeps the model as it is, which predicts them exactly."""
+    from orchestrator.cost.calibration import _fit_form, choose_form
+
+    def sample(i: int, disturbed: float = 1.0) -> Sample:
+        o, w = 2e-4, 1e-5 * 2 ** i
+        return Sample("matmul", "cpu", "float32", o, w, 0.0, (o + w) * disturbed, 1e6 * 2 ** i)
+
+    train, held = [sample(2, 6.0), sample(5, 1.05), sample(8, 0.97)], [sample(i) for i in (3, 4, 6, 7)]
+
+    def worst(factors: tuple[float, float]) -> float:
+        return max(abs((factors[0] * s.overhead_s + factors[1] * s.work_s) / s.measured_s - 1) for s in held)
+
+    assert worst(_fit_form(train, "two")) > 2.0
+    assert choose_form(train) == "none" and worst(fit_group(train)) < 0.01
+    assert choose_form(_samples(1.7, 0.6, outliers=2)) == "two"  # a real, consistent shift is learnt
+
+
 def test_one_size_gets_one_factor_for_both_terms():
     one = [dataclasses.replace(s, flops=1e9) for s in _samples(2.0, 2.0)[5:6]]
     a, b = fit_group(one)

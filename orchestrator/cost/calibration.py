@@ -6,7 +6,9 @@
 non-decreasing in the work and both factors multiply non-negative terms). They are fitted to the
 recorded runs of one profile in log space (the error that matters is the ratio) with a Huber
 loss (residuals past 10% count linearly, so one disturbed measurement cannot drag a fit). A group
-whose runs have a single size cannot tell `a` from `b` and gets one factor for both.
+whose runs have a single size cannot tell `a` from `b` and gets one factor for both. Which
+correction a group gets (none, one shared factor, or both) is chosen by cross-validation: the
+one that best predicts the samples it was not fitted on.
 
 Groups: (op, device, dtype) where that dtype has enough runs, and (op, device, "*") pooled over
 dtypes, which serves the dtypes never run. Stored in `$ORCH_HOME/calibration/<profile>.yaml`.
@@ -18,7 +20,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
@@ -30,6 +32,9 @@ HUBER_DELTA = 0.1        # log-ratio beyond which a residual counts linearly (ab
 MIN_DTYPE_SAMPLES = 3    # runs of one dtype before it gets factors of its own
 LOG_RANGE = 7.0          # factors between e^-7 and e^7 (0.0009x to 1100x)
 ANY_DTYPE = "*"
+MIN_CV_SAMPLES = 3       # fewer: the richest form the sizes allow, without cross-validation
+CV_FOLDS = 5
+CV_TIE = 1e-4            # mean Huber loss within which a simpler form wins
 
 
 class Factors(BaseModel):
@@ -42,6 +47,7 @@ class Factors(BaseModel):
     sizes: int           # distinct amounts of work among the samples
     overhead: float = Field(gt=0)
     work: float = Field(gt=0)
+    form: Literal["none", "one", "two"] = "two"  # the correction cross-validation chose
     median_error_before: float
     median_error_after: float
 
@@ -127,13 +133,43 @@ def _huber(residual: np.ndarray) -> np.ndarray:
 
 
 def fit_group(samples: list[Sample]) -> tuple[float, float]:
-    """(overhead factor, work factor) minimising the Huber loss of log(predicted / measured):
-    a 41 x 41 grid over both log-factors, then finer grids around the best point."""
+    """(overhead factor, work factor) of the form that predicts left-out samples best."""
+    return _fit_form(samples, choose_form(samples))
+
+
+def choose_form(samples: list[Sample]) -> str:
+    """The form of correction that predicts samples it was not fitted on best, by k-fold cross-
+    validation (leave-one-out up to 5 samples): "none" (the model as it is), "one" (one factor
+    for both terms) or "two". One disturbed run of a few sizes (the first job on a fresh worker
+    ran 5-7x slow on a 2-core VM) makes a two-factor fit extrapolate wildly; held out, that fit
+    loses to a simpler one, and the simpler one is kept. Ties go to the simpler form."""
+    forms = ["none", "one"] + (["two"] if _sizes(samples) >= 2 else [])
+    if len(samples) < MIN_CV_SAMPLES:
+        return forms[-1]
+    folds = min(len(samples), CV_FOLDS)
+    scores = {}
+    for form in forms:
+        loss = 0.0
+        for k in range(folds):
+            train = [s for i, s in enumerate(samples) if i % folds != k]
+            test = [s for i, s in enumerate(samples) if i % folds == k]
+            predicted = _predict(test, *_fit_form(train, form))
+            loss += float(_huber(np.log(predicted / np.array([s.measured_s for s in test]))).sum())
+        scores[form] = loss / len(samples)
+    best = min(scores.values())
+    return next(form for form in forms if scores[form] <= best + CV_TIE)
+
+
+def _fit_form(samples: list[Sample], form: str) -> tuple[float, float]:
+    """Factors minimising the Huber loss of log(predicted / measured): a 41 x 41 grid over both
+    log-factors (or 41 over one shared factor), then finer grids around the best point."""
+    if form == "none":
+        return 1.0, 1.0
     o = np.array([s.overhead_s for s in samples])
     w = np.array([s.work_s for s in samples])
     f = np.array([s.fixed_s for s in samples])
     m = np.log(np.array([s.measured_s for s in samples]))
-    tied = _sizes(samples) < 2 or not np.any(o)
+    tied = form == "one" or _sizes(samples) < 2 or not np.any(o)
     cx = cy = 0.0
     span = LOG_RANGE
     for _ in range(4):
@@ -169,9 +205,10 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibrat
     for (op, device, dtype), members in sorted(groups.items()):
         if dtype != ANY_DTYPE and len(members) < MIN_DTYPE_SAMPLES:
             continue
-        overhead, work = fit_group(members)
+        form = choose_form(members)
+        overhead, work = _fit_form(members, form)
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
-                             sizes=_sizes(members),
+                             sizes=_sizes(members), form=form,
                              overhead=round(overhead, 6), work=round(work, 6),
                              median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
                              median_error_after=round(statistics.median(_errors(members, overhead, work)), 4)))

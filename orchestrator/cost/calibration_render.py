@@ -13,11 +13,11 @@ def print_table(done: Refit, console: Console) -> None:
     table = Table(title=f"calibration of {cal.profile}: {done.before['jobs']} recorded jobs from {cal.runs} run(s)",
                   title_justify="left")
     for column, justify in (("op", "left"), ("device", "left"), ("dtype", "left"), ("jobs", "right"),
-                            ("sizes", "right"), ("overhead x", "right"), ("work x", "right"),
+                            ("sizes", "right"), ("form", "left"), ("overhead x", "right"), ("work x", "right"),
                             ("median error before", "right"), ("after", "right")):
         table.add_column(column, justify=justify)
     for g in cal.groups:
-        table.add_row(g.op, g.device, g.dtype, str(g.samples), str(g.sizes), f"{g.overhead:.3g}", f"{g.work:.3g}",
+        table.add_row(g.op, g.device, g.dtype, str(g.samples), str(g.sizes), g.form, f"{g.overhead:.3g}", f"{g.work:.3g}",
                       f"{g.median_error_before:.1%}", f"{g.median_error_after:.1%}")
     console.print(table)
     console.print(f"all jobs: median error {done.before['median']:.1%} -> {done.after['median']:.1%}, "
