@@ -6,9 +6,11 @@ warm-up first, then the median of `repeats` executions; each starts with the inp
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,15 +33,22 @@ def _set_threads(threads: int | None) -> None:
     owns (no oversubscription). NumPy's OpenBLAS pool stays at the worker's one thread: no kernel
     uses it, and enlarging it starts a thread that spins for about 0.1 s, which made the first
     job on a fresh 2-core worker run 5-7x slow (8.0 ms against 1.2-1.5 ms for a 512³ matmul)."""
-    if not threads:
-        return
+    if not threads or getattr(_SIZED, "threads", None) == threads:
+        return  # this thread's pools already have that size (the check costs 0.7 ms a job)
     torch.set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
+    _openmp().limit(limits=threads, user_api="openmp")
+    _SIZED.threads = threads
 
-        threadpool_limits(threads, user_api="openmp")
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        pass
+
+_SIZED = threading.local()  # OpenMP's thread count is per calling thread
+
+
+@functools.cache
+def _openmp() -> Any:
+    """threadpoolctl's view of the loaded OpenMP runtimes (torch loads its own at import)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def devices_for(placement: Placement, gpu_ids: list[int] | None = None) -> list[torch.device]:
