@@ -201,9 +201,13 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibrat
     for s in samples:
         groups.setdefault((s.op, s.device, ANY_DTYPE), []).append(s)
         groups.setdefault((s.op, s.device, s.dtype), []).append(s)
-    found = []
+    found: list[Factors] = []
+    pooled: dict[tuple[str, str], Factors] = {}  # "*" sorts before every dtype
     for (op, device, dtype), members in sorted(groups.items()):
         if dtype != ANY_DTYPE and len(members) < MIN_DTYPE_SAMPLES:
+            continue
+        if dtype != ANY_DTYPE and len(members) == pooled[(op, device)].samples:
+            found.append(pooled[(op, device)].model_copy(update={"dtype": dtype}))  # the only dtype run
             continue
         form = choose_form(members)
         overhead, work = _fit_form(members, form)
@@ -212,6 +216,8 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibrat
                              overhead=round(overhead, 6), work=round(work, 6),
                              median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
                              median_error_after=round(statistics.median(_errors(members, overhead, work)), 4)))
+        if dtype == ANY_DTYPE:
+            pooled[(op, device)] = found[-1]
     return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found)
 
 
