@@ -24,6 +24,9 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.workload.loader import load  # noqa: E402
 
 
 def orch(*args: str, env: dict[str, str]) -> dict:
@@ -37,9 +40,6 @@ def orch(*args: str, env: dict[str, str]) -> dict:
 def jobs_for(workload: Path, names: set[str], out: Path) -> tuple[Path, dict[str, str]]:
     """The workload's jobs named in `names`, sweeps expanded, one explicit job each (same seeds),
     and each written job's name -> its name in the workload."""
-    sys.path.insert(0, str(ROOT))
-    from orchestrator.workload.loader import load
-
     loaded = load(workload)
     jobs = [{"name": f"j{i}", "op": job.op, **job.params, "dtype": job.dtype, "repeats": job.repeats,
              "warmup": job.warmup, "data": job.data, "seed": job.seed}
