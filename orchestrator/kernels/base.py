@@ -8,6 +8,7 @@ Kernels are PyTorch on every device (CPU and CUDA), so one code path is measured
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -29,6 +30,8 @@ class Kernel(abc.ABC):
 
     op: ClassVar[str]
     splits: ClassVar[bool] = False  # implements run_split over several devices
+    # inputs made only for the check (axpy's initial y): never moved to the device, never timed
+    check_only: ClassVar[frozenset[str]] = frozenset()
 
     @abc.abstractmethod
     def make_inputs(self, p: dict[str, Any], dtype: torch.dtype, gen: torch.Generator, device: torch.device) -> Tensors:
@@ -58,9 +61,35 @@ def require(error: float, dtype: str, what: str, factor: float = 1.0) -> float:
     return error
 
 
-def uniform(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """Uniform [0, 1) made on the CPU generator (reproducible anywhere), then moved."""
-    return torch.rand(shape, generator=gen, dtype=torch.float32).to(device=device, dtype=dtype)
+def spread_indices(n: int, count: int) -> torch.Tensor:
+    """`count` indices spread evenly over 0..n-1, in integer arithmetic (a float32 linspace
+    rounds past 2^24 and can step outside the tensor)."""
+    count = max(1, min(n, count))
+    if count == 1:
+        return torch.zeros(1, dtype=torch.long)
+    return torch.arange(count, dtype=torch.long) * (n - 1) // (count - 1)
+
+
+FLOAT16_MAX = 65504.0  # the largest finite float16 (IEEE 754 binary16)
+
+
+def sum_safe_scale(dtype: torch.dtype, terms: int, per_term: float = 1.0) -> float:
+    """A power of two (exact in every float format) that keeps a sum of `terms` non-negative
+    values of about `per_term` each near 2^10 in float16, whose range ends at 65504: 1M
+    uniform [0, 1) values sum to 500,000 there, which is inf. Other dtypes: 1."""
+    if dtype != torch.float16:
+        return 1.0
+    expected = terms * per_term
+    return 2.0 ** -max(0, math.ceil(math.log2(max(expected, 1.0))) - 10)
+
+
+def uniform(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, device: torch.device,
+            scale: float = 1.0) -> torch.Tensor:
+    """Uniform [0, scale) made on the CPU generator (reproducible anywhere), then moved."""
+    values = torch.rand(shape, generator=gen, dtype=torch.float32)
+    if scale != 1.0:
+        values.mul_(scale)
+    return values.to(device=device, dtype=dtype)
 
 
 def normal(shape: tuple[int, ...], dtype: torch.dtype, gen: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from orchestrator.kernels.base import Kernel, Tensors, rel_error, require, uniform
+from orchestrator.kernels.base import Kernel, Tensors, rel_error, require, spread_indices, sum_safe_scale, uniform
 
-# Scaled so products of uniform entries stay O(1) in half precision.
+
+def _factor_scale(dtype: torch.dtype, k: int) -> float:
+    """Each factor's scale, so that an inner product of length k (k/4 on average for uniform
+    [0, 1) entries) stays inside float16's range: half of the sum's exponent each."""
+    return 2.0 ** math.floor(math.log2(sum_safe_scale(dtype, k, 0.25)) / 2)
 
 
 class Matmul(Kernel):
@@ -16,7 +21,9 @@ class Matmul(Kernel):
     splits = True
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
-        return {"a": uniform((p["m"], p["k"]), dtype, gen, device), "b": uniform((p["k"], p["n"]), dtype, gen, device)}
+        scale = _factor_scale(dtype, p["k"])
+        return {"a": uniform((p["m"], p["k"]), dtype, gen, device, scale),
+                "b": uniform((p["k"], p["n"]), dtype, gen, device, scale)}
 
     def run(self, x: Tensors, p) -> Any:
         return x["a"] @ x["b"]
@@ -28,7 +35,7 @@ class Matmul(Kernel):
         return torch.cat([part.to(devices[0]) for part in parts])
 
     def check(self, x, result, p, dtype) -> float:
-        rows = torch.linspace(0, p["m"] - 1, steps=min(p["m"], 8)).long()
+        rows = spread_indices(p["m"], 8)
         a = x["a"].cpu()[rows].double()
         want = a @ x["b"].cpu().double()
         return require(rel_error(result.cpu()[rows], want), dtype, "matmul")
@@ -38,8 +45,9 @@ class BatchedMatmul(Matmul):
     op = "batched_matmul"
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
-        return {"a": uniform((p["batch"], p["m"], p["k"]), dtype, gen, device),
-                "b": uniform((p["batch"], p["k"], p["n"]), dtype, gen, device)}
+        scale = _factor_scale(dtype, p["k"])
+        return {"a": uniform((p["batch"], p["m"], p["k"]), dtype, gen, device, scale),
+                "b": uniform((p["batch"], p["k"], p["n"]), dtype, gen, device, scale)}
 
     def run(self, x: Tensors, p) -> Any:
         return torch.bmm(x["a"], x["b"])
@@ -51,7 +59,7 @@ class BatchedMatmul(Matmul):
         return torch.cat([part.to(devices[0]) for part in parts])
 
     def check(self, x, result, p, dtype) -> float:
-        picks = torch.linspace(0, p["batch"] - 1, steps=min(p["batch"], 4)).long()
+        picks = spread_indices(p["batch"], 4)
         want = torch.bmm(x["a"].cpu()[picks].double(), x["b"].cpu()[picks].double())
         return require(rel_error(result.cpu()[picks], want), dtype, "batched_matmul")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from orchestrator.kernels.base import Kernel, KernelCheckError, Tensors, normal
+from orchestrator.kernels.base import Kernel, KernelCheckError, Tensors, normal, sum_safe_scale
 
 LEARNING_RATE = 0.05
 
@@ -17,21 +17,32 @@ class Kmeans(Kernel):
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         s, f, c = p["samples"], p["features"], p["clusters"]
-        centers = 10 * normal((c, f), torch.float32, gen, torch.device("cpu"))
+        # blobs of spread 0.1 around unit-normal centres: squared norms of about `features`,
+        # inside float16's range up to ~60,000 features
+        centers = normal((c, f), torch.float32, gen, torch.device("cpu"))
         labels = torch.randint(0, c, (s,), generator=gen)
-        points = centers[labels] + normal((s, f), torch.float32, gen, torch.device("cpu"))
+        points = centers[labels] + 0.1 * normal((s, f), torch.float32, gen, torch.device("cpu"))
         return {"x": points.to(device=device, dtype=dtype), "init": points[:c].clone().to(device=device, dtype=dtype)}
 
     @staticmethod
     def _partials(x: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-cluster sums and counts of the points nearest each centroid, and the inertia."""
+        """Per-cluster sums (at least float32) and int64 counts of the points nearest each
+        centroid, and the inertia (at least float32): half-precision sums of 200,000 points
+        overflow float16, so the partials leave the kernel in a wider type."""
         distances = (x * x).sum(1, keepdim=True) - 2 * x @ centroids.T + (centroids * centroids).sum(1)
         nearest = distances.argmin(1)
-        # the update as a second GEMM (one-hot^T x): far faster than a scatter-add on every device
+        wide = torch.promote_types(x.dtype, torch.float32)
+        # the update as a second GEMM (one-hot^T x): far faster than a scatter-add on every
+        # device; in float16 the one-hot holds a power of two that keeps the sums in range
+        scale = sum_safe_scale(x.dtype, x.shape[0], 4.0)
         onehot = torch.nn.functional.one_hot(nearest, centroids.shape[0]).to(x.dtype)
-        sums = onehot.T @ x
-        counts = onehot.sum(0)
-        inertia = distances.gather(1, nearest[:, None]).sum()
+        if scale != 1.0:
+            onehot.mul_(scale)
+        sums = (onehot.T @ x).to(wide)
+        if scale != 1.0:
+            sums.div_(scale)
+        counts = torch.bincount(nearest, minlength=centroids.shape[0])
+        inertia = distances.gather(1, nearest[:, None]).sum(dtype=wide)
         return sums, counts, inertia
 
     def _lloyd(self, shards: list[torch.Tensor], init: torch.Tensor, iterations: int) -> tuple[torch.Tensor, float]:
@@ -39,11 +50,12 @@ class Kmeans(Kernel):
         inertia = torch.zeros((), device=init.device)
         for _ in range(iterations):
             partials = [self._partials(shard, centroids.to(shard.device)) for shard in shards]
-            # the all-reduce: partial sums and counts meet on the first device
+            # the reduction: partial sums, counts and inertias meet on the first device
             sums = sum(part[0].to(init.device) for part in partials)
             counts = sum(part[1].to(init.device) for part in partials)
             inertia = sum(part[2].to(init.device) for part in partials)
-            centroids = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centroids)
+            means = sums / counts.clamp(min=1)[:, None]
+            centroids = torch.where(counts[:, None] > 0, means, centroids.to(means.dtype)).to(init.dtype)
         return centroids, float(inertia)
 
     def run(self, x: Tensors, p) -> Any:
@@ -72,7 +84,7 @@ class _Training(Kernel):
         features = normal((p["samples"], p["features"]), torch.float32, gen, torch.device("cpu"))
         teacher = normal((p["features"], widths[-1]), torch.float32, gen, torch.device("cpu"))
         scores = features @ teacher
-        labels = (scores[:, 0] > 0).float() if widths[-1] == 1 else scores.argmax(1)
+        labels = (scores[:, 0] > 0).long() if widths[-1] == 1 else scores.argmax(1)  # int64 either way
         return {"x": features.to(device=device, dtype=dtype), "y": labels.to(device)}
 
     def _model(self, p: dict[str, Any], dtype: torch.dtype, device: torch.device, seed: int = 0) -> torch.nn.Module:
@@ -91,8 +103,9 @@ class _Training(Kernel):
             return torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0].float(), y.float())
         return torch.nn.functional.cross_entropy(out.float(), y.long())
 
-    def _train(self, x: Tensors, p, devices: list[torch.device]) -> tuple[float, float]:
-        """Data parallel SGD: one replica per device, gradients averaged (all-reduced) each step."""
+    def _train(self, x: Tensors, p, devices: list[torch.device]) -> tuple[float, float, tuple[torch.Tensor, ...]]:
+        """Data parallel SGD: one replica per device, gradients averaged on the first device and
+        sent back each step. Returns the first and last loss and the trained parameters."""
         dtype = x["x"].dtype
         replicas = [self._model(p, dtype, d) for d in devices]
         shards = [(xs.to(d), ys.to(d)) for xs, ys, d in
@@ -114,7 +127,7 @@ class _Training(Kernel):
                             param -= LEARNING_RATE * grad.to(param.device)
                 last = sum(loss.to(devices[0]) for loss in losses) / len(losses)
                 first = last if first is None else first
-        return float(first), float(last)
+        return float(first), float(last), tuple(param.detach() for param in replicas[0].parameters())
 
     def run(self, x: Tensors, p) -> Any:
         return self._train(x, p, [x["x"].device])
@@ -123,7 +136,7 @@ class _Training(Kernel):
         return self._train(x, p, devices)
 
     def check(self, x, result, p, dtype) -> float:
-        first, last = result
+        first, last = result[:2]
         steps = p["epochs"] * -(-p["samples"] // p["batch_size"])
         if not last == last or (steps > 4 and not last < first * 1.05):
             raise KernelCheckError(f"{self.op}: loss went from {first:.4g} to {last:.4g}")

@@ -7,7 +7,16 @@ from typing import Any
 
 import torch
 
-from orchestrator.kernels.base import Kernel, KernelCheckError, Tensors, rel_error, require, uniform
+from orchestrator.kernels.base import (
+    Kernel,
+    KernelCheckError,
+    Tensors,
+    rel_error,
+    require,
+    spread_indices,
+    sum_safe_scale,
+    uniform,
+)
 
 
 class Dot(Kernel):
@@ -15,7 +24,9 @@ class Dot(Kernel):
     splits = True
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
-        return {"x": uniform((p["n"],), dtype, gen, device), "y": uniform((p["n"],), dtype, gen, device)}
+        # each factor gets half the scale's exponent, so every product (mean 1/4) shrinks by it
+        scale = 2.0 ** math.floor(math.log2(sum_safe_scale(dtype, p["n"], 0.25)) / 2)
+        return {"x": uniform((p["n"],), dtype, gen, device, scale), "y": uniform((p["n"],), dtype, gen, device, scale)}
 
     def run(self, x: Tensors, p) -> Any:
         return torch.dot(x["x"], x["y"])
@@ -60,6 +71,7 @@ class Axpy(Kernel):
     op = "axpy"
     splits = True
     alpha = 0.5
+    check_only = frozenset({"y0"})
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         y = uniform((p["n"],), dtype, gen, device)
@@ -74,7 +86,7 @@ class Axpy(Kernel):
         return torch.cat([part.to(devices[0]) for part in parts])
 
     def check(self, x, result, p, dtype) -> float:
-        idx = torch.linspace(0, p["n"] - 1, steps=min(p["n"], 1000)).long()
+        idx = spread_indices(p["n"], 1000)
         y0, step = x["y0"].cpu().double()[idx], self.alpha * x["x"].cpu().double()[idx]
         got = result.cpu()[idx]
         times = torch.round((got.double() - y0).sum() / step.sum()).clamp(min=1)  # executions applied
@@ -86,7 +98,7 @@ class Sum(Kernel):
     splits = True
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
-        return {"x": uniform((p["n"],), dtype, gen, device)}
+        return {"x": uniform((p["n"],), dtype, gen, device, sum_safe_scale(dtype, p["n"], 0.5))}
 
     def run(self, x: Tensors, p) -> Any:
         return x["x"].sum()
