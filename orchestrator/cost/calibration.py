@@ -1,6 +1,8 @@
 """Learning from measurements: per op family, device kind and dtype, two factors on the model.
 
-    calibrated = a * overhead + b * max(compute, memory) + transfer + communication
+    calibrated = a * overhead + max(a * dispatch, b * max(compute, memory)) + transfer + communication
+
+(`dispatch` is the GPU launches that overlap the work; 0 on a CPU.)
 
 `a` and `b` are positive, so more work still never predicts less time (each term is
 non-decreasing in the work and both factors multiply non-negative terms). They are fitted to the
@@ -82,6 +84,7 @@ class Sample:
     fixed_s: float
     measured_s: float
     flops: float
+    dispatch_s: float = 0.0
 
 
 def calibration_path(profile: str) -> Path:
@@ -121,10 +124,14 @@ def save(calibration: Calibration) -> Path:
 
 
 def _predict(samples: list[Sample], overhead: float, work: float) -> np.ndarray:
-    o = np.array([s.overhead_s for s in samples])
-    w = np.array([s.work_s for s in samples])
-    f = np.array([s.fixed_s for s in samples])
-    return overhead * o + work * w + f
+    o, d, w, f = _columns(samples)
+    return overhead * o + np.maximum(overhead * d, work * w) + f
+
+
+def _columns(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Overhead, overlapped dispatch, work and fixed seconds of each sample, as arrays."""
+    return (np.array([s.overhead_s for s in samples]), np.array([s.dispatch_s for s in samples]),
+            np.array([s.work_s for s in samples]), np.array([s.fixed_s for s in samples]))
 
 
 def _huber(residual: np.ndarray) -> np.ndarray:
@@ -165,21 +172,21 @@ def _fit_form(samples: list[Sample], form: str) -> tuple[float, float]:
     log-factors (or 41 over one shared factor), then finer grids around the best point."""
     if form == "none":
         return 1.0, 1.0
-    o = np.array([s.overhead_s for s in samples])
-    w = np.array([s.work_s for s in samples])
-    f = np.array([s.fixed_s for s in samples])
+    o, d, w, f = _columns(samples)
     m = np.log(np.array([s.measured_s for s in samples]))
-    tied = form == "one" or _sizes(samples) < 2 or not np.any(o)
+    tied = form == "one" or _sizes(samples) < 2 or not np.any(o + d)
     cx = cy = 0.0
     span = LOG_RANGE
     for _ in range(4):
         xs = np.linspace(cx - span, cx + span, 41)
         if tied:
-            pred = np.exp(xs)[:, None] * (o + w)[None, :] + f[None, :]
+            a = np.exp(xs)[:, None]
+            pred = a * o + np.maximum(a * d, a * w) + f
             cx = cy = float(xs[int(np.argmin(_huber(np.log(pred) - m).sum(axis=1)))])
         else:
             ys = np.linspace(cy - span, cy + span, 41)
-            pred = np.exp(xs)[:, None, None] * o + np.exp(ys)[None, :, None] * w + f
+            a, b = np.exp(xs)[:, None, None], np.exp(ys)[None, :, None]
+            pred = a * o + np.maximum(a * d, b * w) + f
             i, j = np.unravel_index(int(np.argmin(_huber(np.log(pred) - m).sum(axis=2))), (41, 41))
             cx, cy = float(xs[i]), float(ys[j])
         span /= 8
@@ -225,6 +232,7 @@ def apply(terms: dict[str, float], factors: Factors | None) -> dict[str, float]:
     if factors is None:
         return terms
     return {**terms, "overhead_s": terms["overhead_s"] * factors.overhead,
+            "dispatch_s": terms["dispatch_s"] * factors.overhead,
             "compute_s": terms["compute_s"] * factors.work, "memory_s": terms["memory_s"] * factors.work}
 
 
@@ -258,7 +266,8 @@ def samples_from(rows: list[dict[str, Any]], hw: Any) -> list[Sample]:
         t = raw.terms
         found.append(Sample(op=row["op"], device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
                             work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
-                            measured_s=row["measured_s"], flops=max(get_op(row["op"]).flops(row["params"]), 1.0)))
+                            measured_s=row["measured_s"], flops=max(get_op(row["op"]).flops(row["params"]), 1.0),
+                            dispatch_s=t["dispatch_s"]))
     return found
 
 

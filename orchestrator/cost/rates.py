@@ -80,7 +80,8 @@ def _peak_rate(device: Device, dtype: str, size: float) -> float | None:
     peak = device.peak_flops.get(dtype)
     if peak is None:
         return None
-    achievable = peak * _efficiency(device, "gemm")
+    # a dtype's own achievable fraction where the profile has one (`gemm_bfloat16`: AMX), else gemm's
+    achievable = peak * device.efficiency.get(f"gemm_{dtype}", _efficiency(device, "gemm"))
     ramp = device.gemm_ramp_s or DEFAULT_GEMM_RAMP_S[kind_of(device)]
     work = 2.0 * size**3
     return work / (work / achievable + ramp)
@@ -170,18 +171,21 @@ def peer_bandwidth(gpu: GpuProfile) -> float:
     return h2d_bandwidth(gpu) / 2
 
 
-def call_overhead_s(device: Device, calls: int, kernel: Kernel) -> float:
-    """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU). Training runs PyTorch
-    eager ops, whose per-op dispatch exceeds a NumPy call's."""
+def call_overhead_s(device: Device, calls: int, kernel: Kernel) -> tuple[float, float]:
+    """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU), as (serial seconds,
+    seconds that overlap the device's work). A CPU runs its calls and its work one after the
+    other. A GPU's launches are asynchronous: the host issues them while earlier kernels run,
+    so only the first launch and the final synchronisation are serial, and the rest overlap
+    the kernels. Training runs PyTorch eager ops, whose per-op dispatch exceeds a NumPy call's."""
     torch_op = device.torch_op_overhead_s or TORCH_OP_S
     if isinstance(device, GpuProfile):
         first = device.launch_latency_s or DEFAULT_LAUNCH_S
         per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if kernel is Kernel.TRAINING else 0.0)
-        return first + max(calls - 1, 0) * per_call
+        return first, max(calls - 1, 0) * per_call
     per_call = device.dispatch_overhead_s or DEFAULT_DISPATCH_S
     if kernel is Kernel.TRAINING:
         per_call = max(per_call, torch_op)
-    return calls * per_call
+    return calls * per_call, 0.0
 
 
 def python_element_s(cpu: CpuProfile) -> float:

@@ -68,6 +68,14 @@ class Op(abc.ABC):
     def output_elements(self, p: dict[str, Any]) -> float:
         """Elements of the result (what crosses device→host when `data: host`)."""
 
+    def input_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Bytes of the inputs as the kernel makes them (what a `data: host` GPU job copies in)."""
+        return self.input_elements(p) * itemsize
+
+    def output_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Bytes of the result (what a `data: host` GPU job copies back)."""
+        return self.output_elements(p) * itemsize
+
     def traffic_elements(self, p: dict[str, Any]) -> float:
         """Minimum memory traffic: read the inputs once, write the result once."""
         return self.input_elements(p) + self.output_elements(p)
@@ -84,13 +92,30 @@ class Op(abc.ABC):
         the work (flops / calls). Never decreases when the work grows."""
         return 1
 
+    # How a multi-node execution combines its partial results each round: "allreduce" among the
+    # nodes (torch.distributed), or "client": every node's partials go to the client, which sends
+    # the combined state back out (the k-means driver does this once per Lloyd iteration).
+    multinode_reduce: ClassVar[str] = "allreduce"
+
     def collectives(self, p: dict[str, Any]) -> int:
-        """All-reduces per execution when split (SHARDS_REDUCE: 1; DATA_PARALLEL: per step)."""
+        """Reduction rounds per execution when split (SHARDS_REDUCE: 1; DATA_PARALLEL: per step)."""
         return 1
 
-    def collective_elements(self, p: dict[str, Any]) -> float:
-        """Elements all-reduced by each collective."""
-        return 1.0
+    def collective_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Bytes one device contributes to each round's reduction (a dot's partial scalar)."""
+        return float(itemsize)
+
+    def collective_tensors(self, p: dict[str, Any]) -> int:
+        """Separate tensors reduced each round: each is one message (gloo and the in-process
+        reduction send one per tensor)."""
+        return 1
+
+    def broadcast_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Bytes sent back out to every other device after each round's reduction."""
+        return 0.0
+
+    def broadcast_tensors(self, p: dict[str, Any]) -> int:
+        return 0
 
     def replicated_elements(self, p: dict[str, Any]) -> float:
         """Input elements every device needs whole when split (B of a matmul)."""

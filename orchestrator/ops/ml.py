@@ -19,6 +19,7 @@ class Kmeans(Op):
     params = {"samples": Param(), "features": Param(), "clusters": Param(), "iterations": Param(default=10)}
     kernel = Kernel.GEMM
     split = Split.DATA_PARALLEL
+    multinode_reduce = "client"  # run/multinode.py: partials to the client every iteration
 
     def flops(self, p: dict[str, Any]) -> float:
         s, f, c = p["samples"], p["features"], p["clusters"]
@@ -26,10 +27,10 @@ class Kmeans(Op):
         return p["iterations"] * (4.0 * s * f * c + 3.0 * s * c + 2.0 * s * f)
 
     def input_elements(self, p: dict[str, Any]) -> float:
-        return float(p["samples"] * p["features"])
+        return float((p["samples"] + p["clusters"]) * p["features"])  # the points and the initial centroids
 
     def output_elements(self, p: dict[str, Any]) -> float:
-        return float(p["clusters"] * p["features"] + p["samples"])
+        return float(p["clusters"] * p["features"])  # the centroids (the inertia is a Python float)
 
     def traffic_elements(self, p: dict[str, Any]) -> float:
         # every iteration reads the data three times and makes four passes over the s x c
@@ -48,8 +49,18 @@ class Kmeans(Op):
     def collectives(self, p: dict[str, Any]) -> int:
         return p["iterations"]
 
-    def collective_elements(self, p: dict[str, Any]) -> float:
-        return float(p["clusters"] * (p["features"] + 1))  # partial sums and counts
+    def collective_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        # per-cluster sums (accumulated in at least float32), int64 counts, the float32 inertia
+        return p["clusters"] * p["features"] * max(itemsize, 4) + 8.0 * p["clusters"] + 4.0
+
+    def collective_tensors(self, p: dict[str, Any]) -> int:
+        return 3
+
+    def broadcast_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return float(p["clusters"] * p["features"] * itemsize)  # the new centroids
+
+    def broadcast_tensors(self, p: dict[str, Any]) -> int:
+        return 1
 
 
 class _Training(Op):
@@ -66,14 +77,21 @@ class _Training(Op):
         return p["epochs"] * math.ceil(p["samples"] / p["batch_size"])
 
     def flops(self, p: dict[str, Any]) -> float:
-        forward = sum(2.0 * i * o for i, o in self.layers(p))
-        return 3.0 * forward * p["samples"] * p["epochs"]  # backward costs about twice the forward
+        """GEMM FLOPs, as torch.utils.flop_counter counts them: every layer's forward (2io per
+        sample) and weight gradient (2io), and the input gradient (2io) of every layer but the
+        first (the data needs none)."""
+        per_sample = sum(2.0 * i * o * (2 if first else 3) for first, (i, o) in
+                         zip([True] + [False] * len(self.layers(p)), self.layers(p)))
+        return per_sample * p["samples"] * p["epochs"]
 
     def input_elements(self, p: dict[str, Any]) -> float:
-        return float(p["samples"] * (p["features"] + 1))  # features and labels
+        return float(p["samples"] * p["features"])  # the labels are int64: input_bytes
+
+    def input_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return self.input_elements(p) * itemsize + 8.0 * p["samples"]
 
     def output_elements(self, p: dict[str, Any]) -> float:
-        return self.parameters(p)
+        return self.parameters(p)  # the trained model's parameters come back
 
     def traffic_elements(self, p: dict[str, Any]) -> float:
         activations = sum(o for _, o in self.layers(p)) * p["samples"] * 3.0
@@ -93,8 +111,17 @@ class _Training(Op):
     def collectives(self, p: dict[str, Any]) -> int:
         return self.steps(p)
 
-    def collective_elements(self, p: dict[str, Any]) -> float:
-        return self.parameters(p)
+    def collective_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return self.parameters(p) * itemsize  # every gradient, in the parameters' dtype
+
+    def collective_tensors(self, p: dict[str, Any]) -> int:
+        return 2 * len(self.layers(p))  # a weight and a bias per layer, reduced one by one
+
+    def broadcast_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return self.parameters(p) * itemsize  # in one process: the averaged gradients go back out
+
+    def broadcast_tensors(self, p: dict[str, Any]) -> int:
+        return 2 * len(self.layers(p))
 
 
 class TrainLinear(_Training):

@@ -10,11 +10,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.cost.model import TERMS
 from orchestrator.errors import InputError, did_you_mean
 from orchestrator.plan.planner import JobPlan, Plan
 from orchestrator.units import seconds
 
-TERMS = ("overhead_s", "compute_s", "memory_s", "transfer_s", "communication_s")
 
 
 def _round(value: float | None) -> float | None:
@@ -32,11 +32,12 @@ def _candidate(p: Any) -> dict[str, Any]:
     return entry
 
 
-def _job(jp: JobPlan) -> dict[str, Any]:
+def _job(jp: JobPlan, objective: str) -> dict[str, Any]:
     chosen = jp.chosen
     return {
         "name": jp.job.name,
         "op": jp.job.op,
+        "objective": jp.job.objective or objective,
         "placement": chosen.placement if chosen else None,
         "predicted_s": _round(chosen.predicted_s) if chosen else None,
         "bound": chosen.bound if chosen else None,
@@ -55,7 +56,7 @@ def _job(jp: JobPlan) -> dict[str, Any]:
 
 def to_data(plan: Plan) -> dict[str, Any]:
     return {"workload": plan.workload, "profile": plan.profile, "objective": plan.objective,
-            "makespan_s": _round(plan.makespan_s), "jobs": [_job(jp) for jp in plan.jobs]}
+            "makespan_s": _round(plan.makespan_s), "jobs": [_job(jp, plan.objective) for jp in plan.jobs]}
 
 
 def as_json(plan: Plan) -> str:
@@ -109,4 +110,4 @@ def print_explain(plan: Plan, job_name: str, console: Console) -> None:
                       f"{p.energy_j:.3g} J" if p.energy_j is not None else "-", Text(p.note or ""))
     console.print(table)
     console.print(Text(f"chosen: {jp.chosen.placement if jp.chosen else 'none'} — {jp.reason}"))
-    console.print("predicted = overhead + max(compute, memory) + transfer + communication (docs/cost-model.md)")
+    console.print("predicted = overhead + max(compute, memory, dispatch) + transfer + communication (docs/cost-model.md)")
