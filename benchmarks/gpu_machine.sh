@@ -42,6 +42,11 @@ step env 60 "nvidia-smi; nvidia-smi --query-gpu=name,memory.total,driver_version
   $PY -c 'import torch, dask, distributed, pynvml; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, torch.cuda.get_device_name(0)); print(\"dask\", dask.__version__)'; nproc; free -g"
 step profile 240 "$ORCH profile --output $PROFILE || $ORCH profile --quick --output $PROFILE"
 TAIL=80 step show 30 "$ORCH profile show $PROFILE; echo; $ORCH profile show h100-sxm"
+# issue 12: the H100 host's CPU reached 4.7% of its AMX bf16 peak; does oneDNN use AMX there?
+TAIL=30 step amx 60 "grep -o 'amx[a-z_0-9]*' /proc/cpuinfo | sort | uniq -c; lscpu | grep -i 'model name'; \
+  ONEDNN_VERBOSE=1 $PY -c 'import torch, time; a = torch.rand(4096, 4096).bfloat16(); a @ a; t = time.perf_counter(); a @ a; \
+  s = time.perf_counter() - t; print(\"bf16 4096^3 GEMM %.1f TFLOP/s\" % (2 * 4096**3 / s / 1e12)); \
+  print(torch.backends.mkldnn.is_available(), torch.__config__.show())' | grep -iE 'onednn_verbose,.*exec|isa|TFLOP|mkldnn|True|False' | head -30"
 step seed 90 "$PY benchmarks/seed.py"
 TAIL=60 step main-job 150 "$ORCH plan workloads/demo.yaml --profile $PROFILE && $ORCH run workloads/demo.yaml --profile $PROFILE \
   && $ORCH report --latest --compare h100-sxm --output $R/report.html"

@@ -55,11 +55,18 @@ _GPU_LARGE: dict[str, list[dict[str, Any]]] = {
 GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.items()}
 
 
+GPU_WARMUP = 3
+GPU_REPEATS = 3
+
+
 def measure(op: str, params: dict[str, Any], placement: str, threads: int | None,
             gpu_ids: list[int] | None = None) -> OpBenchmark:
     from orchestrator.kernels.harness import execute
 
-    task = {"op": op, "params": params, "dtype": "float32", "repeats": 2, "warmup": 1,
+    on_gpu = placement != "cpu"
+    # a GPU job's first 2-3 executions run 2-3x slow (measured on an H200, docs/benchmarks.md)
+    task = {"op": op, "params": params, "dtype": "float32", "repeats": GPU_REPEATS if on_gpu else 2,
+            "warmup": GPU_WARMUP if on_gpu else 1,
             "data": "device" if placement != "cpu" else "host", "placement": placement, "seed": 0, "threads": threads}
     result = execute(task, gpu_ids)
     return OpBenchmark(params=params, dtype="float32", data=task["data"], measured_s=result["measured_s"])
