@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_JOB_FAILED, OrchError
+from orchestrator.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_JOB_FAILED, OrchError
 from orchestrator.plan.objective import Objective
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -441,5 +441,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if DEBUG:
             stderr.print_exception()
-        stderr.print(Text.assemble(("error: ", "red"), f"{type(exc).__name__}: {exc} (--debug shows the traceback)"))
-        sys.exit(EXIT_JOB_FAILED)
+        stderr.print(Text.assemble(("error: ", "red"), f"internal error: {type(exc).__name__}: {exc} "
+                                   "(--debug shows the traceback)"))
+        sys.exit(EXIT_ENVIRONMENT)  # 1 is reserved for failed jobs

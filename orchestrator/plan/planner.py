@@ -89,14 +89,16 @@ def _job_plan(job: Job, hw: Hardware, objective: str, forced: Placement | None) 
 def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced: Placement | None = None) -> Plan:
     """Choose per job, then place the batch: the better of (each job at its own best, list-
     scheduled) and (earliest finish among feasible placements) by makespan."""
-    plan = Plan(workload.name, hw.name, objective, [_job_plan(job, hw, objective, forced) for job in workload.jobs])
+    plan = Plan(workload.name, hw.name, objective,
+                [_job_plan(job, hw, job.objective or objective, forced) for job in workload.jobs])
     gpus = len(hw.gpus)
 
     placed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs) if jp.chosen is not None]
 
     def options(jp: JobPlan, every: bool) -> list[tuple[Placement, float]]:
         chosen = [(Placement.parse(jp.chosen.placement), busy_s(jp.job, jp.chosen))]
-        if not every or jp.job.placement != "auto" or forced is not None:
+        own_objective = jp.job.objective not in (None, "time")  # a job that asked for cost or energy keeps its choice
+        if not every or jp.job.placement != "auto" or forced is not None or own_objective:
             return chosen
         rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates if p.feasible and p is not jp.chosen)
         return chosen + [(Placement.parse(name), busy) for busy, name in rest]

@@ -4,6 +4,7 @@ suffix, or scientific notation (1e6)."""
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
            "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -25,8 +26,15 @@ def parse_size(value: object) -> int:
         if not match:
             raise ValueError("must be a positive integer or a size like 10K, 1M, 4Ki, 1e6")
         mantissa, suffix = match.group(1), (match.group(2) or "").replace("k", "K")
-        exact = float(mantissa) * _SUFFIX[suffix]
-        if not exact.is_integer():
+        if len(mantissa) > 40:
+            raise ValueError("is larger than 10^15")
+        try:  # exact decimal arithmetic: 1.1K is 1100, where float(1.1) * 1000 is 1100.0000000000002
+            exact = Decimal(mantissa) * _SUFFIX[suffix]
+        except InvalidOperation:
+            raise ValueError("must be a positive integer or a size like 10K, 1M, 4Ki, 1e6") from None
+        if exact > 10**15:
+            raise ValueError("is larger than 10^15")
+        if exact != exact.to_integral_value():
             raise ValueError("must come to a whole number")
         number = int(exact)
     else:
