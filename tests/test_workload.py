@@ -14,12 +14,14 @@ from orchestrator.workload.sizes import parse_size
 @pytest.mark.parametrize(("text", "value"), [
     (5, 5), ("10K", 10_000), ("1M", 10**6), ("2G", 2 * 10**9), ("4Ki", 4096), ("1Mi", 2**20),
     ("1e6", 10**6), ("1.5K", 1500), (1e3, 1000), ("7", 7),
+    ("1.1K", 1100), ("2.3M", 2_300_000), ("1.25Ki", 1280), ("4.1e3", 4100),  # exact: 1.1 * 1000 is not 1100 in floats
 ])
 def test_sizes(text, value):
     assert parse_size(text) == value
 
 
-@pytest.mark.parametrize("bad", [0, -1, "0", "1.5", "1e-3", "K", "", True, None, [1], "1.0001K"])
+@pytest.mark.parametrize("bad", [0, -1, "0", "1.5", "1e-3", "K", "", True, None, [1], "1.0001K", "9" * 5000,
+                                 10**16, "1e400"])
 def test_bad_sizes(bad):
     with pytest.raises(ValueError):
         parse_size(bad)
