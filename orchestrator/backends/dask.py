@@ -16,10 +16,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator.backends import probe
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome
 from orchestrator.errors import EnvironmentUnavailable, InputError
 
-CONNECT_TIMEOUT_S = 10
 BATCH_WAIT_S = 0.05
 # Dask's nanny exports MALLOC_TRIM_THRESHOLD_=65536 to its workers; with it glibc trims on
 # every small free and PyTorch's autograd (thousands of small tensors per step) ran 2.2x slower
@@ -51,8 +51,12 @@ class DaskBackend(Backend):
             self.client = Client(self.cluster, set_as_default=False)
         else:
             security = self._security()
+            probe.dask_scheduler(self.address)  # a one-line error in seconds, not a hang
+            timeout = probe.connect_timeout_s()
             try:
-                self.client = Client(self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False, security=security)
+                self.client = probe.within(
+                    2 * timeout, f"--address {self.address}: the Dask handshake",
+                    lambda: Client(self.address, timeout=timeout, set_as_default=False, security=security))
             except (OSError, TimeoutError) as exc:
                 raise EnvironmentUnavailable(f"--address {self.address}: scheduler unreachable ({exc})",
                                              fix="start it with `dask scheduler` or check the address") from None
@@ -125,7 +129,7 @@ class DaskBackend(Backend):
     def _capacity(self) -> Capacity:
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         if not workers:
-            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+            self.client.wait_for_workers(1, timeout=probe.connect_timeout_s())
             workers = self.client.scheduler_info(n_workers=-1)["workers"]
         gpus = max((int(w.get("resources", {}).get("gpu", w.get("resources", {}).get("GPU", 0))) for w in workers.values()),
                    default=0)

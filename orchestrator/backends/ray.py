@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any
 
+from orchestrator.backends import probe
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome
 from orchestrator.errors import EnvironmentUnavailable
 
@@ -49,8 +50,16 @@ class RayBackend(Backend):
                 with _loopback_only(ray):
                     ray.init(num_cpus=cores, num_gpus=gpus, include_dashboard=False, _node_ip_address=LOOPBACK,
                              log_to_driver=False, configure_logging=False, _temp_dir=self._temp_dir)
+            elif self.address == "auto":
+                ray.init(address="auto", log_to_driver=False, configure_logging=False)
             else:
-                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+                # a GCS that answers, within the connect timeout; a loopback cluster is reached on
+                # loopback (ray.init would turn 127.0.0.1 into this machine's routable address)
+                host, _ = probe.ray_gcs(self.address)
+                local = probe.is_loopback(host)
+                with _loopback_only(ray) if local else contextlib.nullcontext():
+                    ray.init(address=self.address, log_to_driver=False, configure_logging=False,
+                             **({"_node_ip_address": LOOPBACK} if local else {}))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise EnvironmentUnavailable(f"--address {self.address}: cannot connect to Ray ({exc})") from None
         self._log = ray.remote(num_cpus=0)(AttemptLog).remote()
