@@ -6,7 +6,9 @@ job twice never makes a second row; each finished job is committed before it is 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
 import secrets
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
+from orchestrator.errors import EnvironmentUnavailable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -84,33 +87,84 @@ class RunSummary:
 
 
 class ResultStore:
-    def __init__(self, path: Path | None = None) -> None:
+    """`read_only`: for commands that only read (`orch runs`, `orch report`); they work on a
+    store in a folder the user may not write."""
+
+    def __init__(self, path: Path | None = None, *, read_only: bool = False) -> None:
         self.path = path or paths.orch_home() / "results.db"
+        try:
+            self._db = self._open(read_only)
+        except sqlite3.DatabaseError as exc:
+            raise EnvironmentUnavailable(f"{self.path}: not a readable orch result store ({exc})",
+                                         fix=f"move it aside (orch then starts a new one), e.g. mv {self.path} "
+                                             f"{self.path}.broken") from None
+
+    def _open(self, read_only: bool) -> sqlite3.Connection:
+        writable = os.access(self.path.parent, os.W_OK) and (not self.path.exists() or os.access(self.path, os.W_OK))
+        if read_only and not writable:
+            if not self.path.exists():
+                raise sqlite3.OperationalError("no results.db in a folder orch cannot write")
+            # WAL needs its -shm file: a store nobody can write is opened as immutable
+            db = sqlite3.connect(f"file:{self.path}?immutable=1", uri=True, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("SELECT COUNT(*) FROM runs").fetchone()
+            return db
+        if not writable:
+            raise EnvironmentUnavailable(f"{self.path}: orch cannot write its result store there",
+                                         fix="make ORCH_HOME writable, or point ORCH_HOME elsewhere")
         fresh = not self.path.exists()
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         if fresh:
             os.chmod(self.path, 0o600)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.row_factory = sqlite3.Row
+        db.executescript(SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
         for column, kind in NEWER_RUN_COLUMNS.items():  # a store written by an older orch
             if column not in columns:
-                self._db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        return db
 
     def close(self) -> None:
         self._db.close()
 
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
+            self._db.execute("BEGIN IMMEDIATE")
             yield self._db
             self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._rollback()
+            # "database or disk is full", "attempt to write a readonly database", ...: the cause
+            # with the file, not a rollback's own complaint
+            raise EnvironmentUnavailable(f"{self.path}: cannot write the result store ({exc})",
+                                         fix="free disk space or make ORCH_HOME writable, then --resume the run") from None
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # SQLite may already have rolled back (disk full)
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+
+    def lock_run(self, run_id: str) -> RunLock:
+        """Hold `run_id` for this process (see RunLock); EnvironmentUnavailable when another
+        live process holds it."""
+        lock = RunLock(self.path.parent, run_id)
+        if not lock.acquire():
+            holder = lock.holder()
+            raise EnvironmentUnavailable(f"run {run_id} is still live in process {holder or '(unknown)'} "
+                                         f"(it holds {lock.path})", fix="wait for it to end, or stop that process")
+        return lock
 
     def start_run(self, run_id: str, *, workload: str, path: str, sha256: str, profile: str, backend: str,
                   address: str | None, jobs: list[dict[str, Any]], versions: dict[str, str], learn: bool = True,
@@ -156,6 +210,11 @@ class ResultStore:
             db.execute("UPDATE runs SET status = 'running', finished = NULL, pid = ? WHERE run_id = ?",
                        (os.getpid(), run_id))
 
+    def set_learn(self, run_id: str, learn: bool) -> None:
+        """Whether calibration may learn from this run's measurements."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET learn = ? WHERE run_id = ?", (int(learn), run_id))
+
     def finish_run(self, run_id: str, status: str) -> None:
         with self._tx() as db:
             db.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?", (status, now(), run_id))
@@ -188,7 +247,7 @@ class ResultStore:
         summaries = []
         for row in rows:
             status = row["status"]
-            if status == "running" and not _alive(row["pid"]):
+            if status == "running" and not RunLock(self.path.parent, row["run_id"]).held_elsewhere():
                 status = "interrupted"
             summaries.append(RunSummary(row["run_id"], row["workload"], status, row["done"], row["total"], row["started"]))
         return summaries
@@ -205,15 +264,52 @@ def _decoded(row: sqlite3.Row) -> dict[str, Any]:
     return job
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    if pid == os.getpid():
+class RunLock:
+    """An advisory lock (flock) on `locks/<run_id>.lock` in the store's folder, held by the process
+    that runs the run for as long as it runs. The kernel drops it when that process ends however
+    it ends, so liveness never rests on a PID that may have been reused, and two processes can
+    never run (or resume) one run at once."""
+
+    def __init__(self, home: Path, run_id: str) -> None:
+        self.path = home / "locks" / f"{paths.safe_name(run_id, 'run')}.lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        paths.folder(self.path.parent, "run locks")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
         return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        """Whether a live process other than this object holds the lock."""
+        if not self.path.exists():
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
         return False
-    except PermissionError:
-        return True
-    return True
+
+    def holder(self) -> int | None:
+        try:
+            return int(self.path.read_text().strip() or 0) or None
+        except (OSError, ValueError):
+            return None

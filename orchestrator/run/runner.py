@@ -16,10 +16,11 @@ from orchestrator import __version__
 from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
 from orchestrator.cost.model import Hardware
-from orchestrator.errors import EnvironmentUnavailable, InputError
+from orchestrator.errors import EnvironmentUnavailable, InputError, RunInterrupted
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
 from orchestrator.results.store import ResultStore, new_run_id, now
+from orchestrator.run.activity import MachineActivity
 from orchestrator.workload.model import Workload
 
 Event = Callable[[str, dict[str, Any]], None]  # ("planned" | "job", details)
@@ -123,14 +124,36 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
     """Plan, execute and record `workload`; returns every job's outcome (the contract's JSON).
     `retries`: re-runs of a job after its worker dies (default 3); `tls`: client certificates
     for a tls:// Dask scheduler; `learn`: refit the profile's calibration with this run."""
+    own = store is None
     store = store or ResultStore()
-    emit = on_event or (lambda kind, details: None)
+    try:
+        emit = on_event or (lambda kind, details: None)
+        run_id = resume or new_run_id()
+        if resume and store.run(resume) is None:
+            raise InputError(f"--resume: no run '{resume}'", fix="`orch runs` lists them")
+        lock = store.lock_run(run_id)  # a live run is never resumed by a second process
+        try:
+            with MachineActivity(run_id) as activity:
+                return _run_locked(workload, hw, store, emit, run_id, activity, backend=backend, address=address,
+                                   forced=forced, objective=objective, resume=resume, retries=retries, tls=tls,
+                                   learn=learn)
+        finally:
+            lock.release()
+    finally:
+        if own:
+            store.close()
+
+
+def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Event, run_id: str,
+                activity: MachineActivity, *, backend: str,
+                address: str | None, forced: Placement | None, objective: str, resume: str | None,
+                retries: int | None, tls: TLSFiles | None, learn: bool) -> RunReport:
     previous = _resumable(store, resume, workload) if resume else {}
     engine = backend_registry.get(backend, address, retries=retries, tls=tls)
     from orchestrator.hardware.cpu import discover_cpu
 
     cores = discover_cpu().cores_logical
-    run_id: str | None = None
+    started = False
     if address is None:  # what an embedded cluster will have is known before starting it
         _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()))
     warnings = engine.link_warnings()
@@ -145,7 +168,6 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         notes: list[str] = []
         planned_for = fit_to_capacity(hw, capacity, notes, address)
         plan = make_plan(workload, planned_for, objective, forced)
-        run_id = resume or new_run_id()
         report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
         rows = [{"name": jp.job.name, "op": jp.job.op, "params": jp.job.params, "dtype": jp.job.dtype,
                  "data": jp.job.data, "placement": jp.chosen.placement if jp.chosen else None,
@@ -156,6 +178,7 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
                             learn=learn, hardware=hardware_data(planned_for), makespan_s=plan.makespan_s)
         else:
             store.reopen_run(run_id)
+        started = True
         emit("planned", {"run_id": run_id, "jobs": len(plan.jobs), "notes": notes,
                          "busy_s": sum(busy_s(jp.job, jp.chosen) for jp in plan.jobs if jp.chosen)})
         threads = capacity.cores_per_worker if address else cores
@@ -175,7 +198,17 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
         emit("submitting", {"run_id": run_id})
         outcomes: list[Outcome] = []
 
+        def disturbed(others: list[str]) -> None:
+            for other in others:
+                message = (f"another orch run is active on this machine ({other}): the two measure each other, "
+                           "so this run is not learnt from")
+                report.warnings.append(message)
+                emit("warning", {"message": message})
+
+        disturbed(list(activity.seen.values()))
+
         def finished(batch: list[Outcome]) -> None:
+            disturbed(activity.check())
             outcomes.extend(batch)
             updates = [(by_key[o.key].job.name, _fields(o, previous.get(by_key[o.key].job.name, {}))) for o in batch]
             store.record_jobs(run_id, updates)  # durable before anything is reported
@@ -195,13 +228,18 @@ def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", add
             finished(batch)
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
         report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
+        disturbed(activity.check(force=True))
+        if activity.seen:
+            store.set_learn(run_id, False)  # later refits leave its measurements out too
         store.finish_run(run_id, "failed" if report.failed else "done")
-        if learn and any(job["status"] == "ok" for job in report.jobs):
+        if learn and not activity.seen and any(job["status"] == "ok" for job in report.jobs):
             _learn(hw, store, report)
         return report
-    except BaseException:
-        if run_id is not None and (store.run(run_id) or {}).get("status") == "running":
+    except BaseException as exc:
+        if started and (store.run(run_id) or {}).get("status") == "running":
             store.finish_run(run_id, "interrupted")
+        if started and isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
+            raise RunInterrupted(run_id, workload.path) from None
         raise
     finally:
         engine.close()
@@ -311,7 +349,7 @@ def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
 
 def as_contract(report: RunReport) -> dict[str, Any]:
     return {"run_id": report.run_id, "workload": report.workload, "backend": report.backend,
-            "profile": report.profile, "jobs": report.jobs}
+            "profile": report.profile, "warnings": report.warnings, "jobs": report.jobs}
 
 
 __all__ = ["RunReport", "as_contract", "run_workload"]
