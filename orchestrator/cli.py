@@ -4,6 +4,7 @@ the contract (0 ok, 1 job failed, 2 bad input, 3 environment), tracebacks only w
 from __future__ import annotations
 
 import enum
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,7 +14,17 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from orchestrator.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_JOB_FAILED, OrchError
+from orchestrator import paths
+from orchestrator.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_JOB_FAILED,
+    InputError,
+    Interrupted,
+    OrchError,
+    RunInterrupted,
+)
 from orchestrator.plan.objective import Objective
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -21,8 +32,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 profile_app = typer.Typer(invoke_without_command=True, help="Discover and measure this machine; show saved profiles.")
 app.add_typer(profile_app, name="profile")
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+# Strings from users and files are printed as text: no Rich markup ("[/x]" in a run id crashed
+# it, "d[seed=99]" lost its suffix), no emoji codes, no highlighting.
+stdout = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+stderr = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 DEBUG = False
 
 
@@ -107,7 +120,7 @@ def measure_profile(quick: bool):
 
     if not stderr.is_terminal:
         return profile_machine(quick=quick)
-    with Progress(TextColumn("[bold]profiling[/bold] {task.description}"), BarColumn(), TimeElapsedColumn(),
+    with Progress(TextColumn("profiling {task.description}", markup=False), BarColumn(), TimeElapsedColumn(),
                   console=stderr, transient=True) as bar:
         task = bar.add_task("", total=None)
 
@@ -135,6 +148,8 @@ def profile(
         _profile_cluster(address, fmt)
         return
 
+    if output is not None:
+        _file_to_write(output, "--output", (".yaml", ".yml"))  # before 20 s of measuring, not after
     result = measure_profile(quick)
     path = store.save(result, output)
     if DEBUG and result.system.gpu_discovery_note:
@@ -304,10 +319,14 @@ def run(
     loaded = load(workload)
     forced = parse_placement(placement)
     hardware = hardware_for(load_profile(profile))
-    with run_render.Progress(stderr) as progress:
-        report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
-                              objective=objective.value, resume=resume, on_event=progress.event, retries=retries,
-                              tls=tls_files(tls_ca_file, tls_cert, tls_key), learn=learn)
+    try:
+        with run_render.Progress(stderr) as progress:
+            report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
+                                  objective=objective.value, resume=resume, on_event=progress.event, retries=retries,
+                                  tls=tls_files(tls_ca_file, tls_cert, tls_key), learn=learn)
+    except RunInterrupted as stopped:  # typer would turn it into a silent exit 130
+        raise Interrupted(f"interrupted: run {stopped.run_id} keeps every finished job; finish it with "
+                          f"orch run {stopped.workload_path} --resume {stopped.run_id}") from None
     for note in report.notes:
         stderr.print(Text(f"note: {note}"))
     if not _print_data(as_contract(report), fmt):
@@ -360,7 +379,7 @@ def report(
 
     if run_id and latest:
         raise InputError("report: give a RUN_ID or --latest, not both")
-    store = ResultStore()
+    store = ResultStore(read_only=True)
     try:
         chosen = run_id or store.latest_run_id()
         if chosen is None:
@@ -376,13 +395,11 @@ def report(
     hw = hardware_from(json.loads(run["hardware"])) if run.get("hardware") else hardware_for(profiles.resolve(run["profile"]))
     other = hardware_for(profiles.resolve(compare)) if compare else None
     built = build(run, jobs, hw, other)
-    path = output or Path(f"orch-report-{chosen}.html")
-    if path.suffix.lower() not in (".html", ".htm"):
-        raise InputError(f"--output {path}: the report is HTML", fix="name a .html file")
-    path.write_text(to_html(built), encoding="utf-8")
-    summary = path.with_suffix(".md")
-    summary.write_text(to_markdown(built), encoding="utf-8")
-    stderr.print(Text(f"wrote {path} and {summary}"))
+    path = _file_to_write(output or Path(f"orch-report-{chosen}.html"), "--output", (".html", ".htm"))
+    summary = _file_to_write(path.with_suffix(".summary.md"), "the summary beside --output", (".md",))
+    paths.write_atomic(path, to_html(built), mode=0o644)
+    paths.write_atomic(summary, to_markdown(built), mode=0o644)
+    stderr.print(Text(f"wrote {path} and its Markdown summary {summary}"))
 
 
 @app.command()
@@ -394,9 +411,8 @@ def runs(fmt: FormatOption = Format.table) -> None:
 
     from orchestrator.results.store import ResultStore
 
-    store = ResultStore()
-    found = store.runs()
-    store.close()
+    with ResultStore(read_only=True) as store:
+        found = store.runs()
     if _print_data([dataclasses.asdict(r) for r in found], fmt):
         return
     table = Table("run_id", "workload", "status", "done", "started")
@@ -405,27 +421,56 @@ def runs(fmt: FormatOption = Format.table) -> None:
     stdout.print(table)
 
 
+def _file_to_write(path: Path, option: str, suffixes: tuple[str, ...]) -> Path:
+    """A file orch may write: its folder exists, it is no folder and no symbolic link, and it
+    has one of `suffixes`; otherwise exit 2 before any work."""
+    if path.suffix.lower() not in suffixes:
+        raise InputError(f"{option} {path}: must end in {' or '.join(suffixes)}", fix=f"name a {suffixes[0]} file")
+    if path.is_symlink():
+        raise InputError(f"{option} {path}: is a symbolic link; orch does not write through links",
+                         fix="name a regular file")
+    if path.is_dir():
+        raise InputError(f"{option} {path}: is a folder", fix=f"name a file in it, e.g. {path / ('out' + suffixes[0])}")
+    if not path.parent.is_dir():
+        raise InputError(f"{option} {path}: folder {path.parent} does not exist", fix="create it first")
+    return path
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _error(message: str) -> None:
+    """One red `error:` line; control characters in the message are shown escaped, so a hostile
+    argument or file cannot send escape sequences to the terminal, nor break the line."""
+    shown = "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in message)
+    stderr.print(Text.assemble(("error: ", "red"), shown))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `--debug` anywhere on the line turns tracebacks on."""
     global DEBUG
     args = list(sys.argv[1:] if argv is None else argv)
     DEBUG = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a run as Ctrl-C does
     try:
         code = app(args=args, prog_name="orch", standalone_mode=False)
+        if code == EXIT_INTERRUPTED:  # typer returns Ctrl-C as 130, silently
+            _error("interrupted")
         if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value here
             sys.exit(code)
     except OrchError as exc:
         if DEBUG:
             stderr.print_exception()
         fix = f" (to fix: {exc.fix})" if exc.fix else ""
-        stderr.print(f"[red]error:[/red] {exc.message}{fix}", highlight=False, markup=True)
+        _error(f"{exc.message}{fix}")
         sys.exit(exc.exit_code)
     except (typer.Exit, click.exceptions.Exit) as exc:
         sys.exit(exc.exit_code)
     except (typer.Abort, click.exceptions.Abort, KeyboardInterrupt):
-        stderr.print("[red]error:[/red] interrupted")
-        sys.exit(130)
+        _error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except (typer.TyperException, click.ClickException) as exc:
         # typer ≥ 0.20 vendors click, so its exceptions are not click's.
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -433,14 +478,15 @@ def main(argv: list[str] | None = None) -> None:
         if DEBUG:
             stderr.print_exception()
         message = exc.format_message().replace("Value error, ", "")
-        stderr.print(f"[red]error:[/red] {message}", highlight=False)
+        _error(message)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        stderr.print("[red]error:[/red] interrupted")
-        sys.exit(130)
+        _error("interrupted")
+        sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if DEBUG:
             stderr.print_exception()
-        stderr.print(Text.assemble(("error: ", "red"), f"internal error: {type(exc).__name__}: {exc} "
-                                   "(--debug shows the traceback)"))
+        _error(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)")
         sys.exit(EXIT_ENVIRONMENT)  # 1 is reserved for failed jobs
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -9,6 +9,7 @@ EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 class OrchError(Exception):
@@ -38,6 +39,21 @@ class EnvironmentUnavailable(OrchError):
     """The machine cannot do what was asked (no GPU for a GPU placement, ...): exit 3."""
 
     exit_code = EXIT_ENVIRONMENT
+
+
+class Interrupted(OrchError):
+    """A run stopped by Ctrl-C or SIGTERM, said in one line with how to resume it."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a run: its finished jobs are kept, and it can be resumed."""
+
+    def __init__(self, run_id: str, workload_path: str) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+        self.workload_path = workload_path
 
 
 def did_you_mean(name: str, valid: Iterable[str]) -> str:

@@ -15,6 +15,9 @@ MAX_ALIASES = 100
 MAX_EXPANDED_NODES = 1_000_000  # what the document would be with every alias expanded
 
 
+MAX_INT_DIGITS = 100  # larger integers stay text, for the validators to refuse by field
+
+
 class _BoundedLoader(yaml.SafeLoader):
     """SafeLoader that refuses many aliases (billion-laughs) and deep nesting while composing."""
 
@@ -113,3 +116,14 @@ def load_text(text: str, source: str, error: type[InputError]) -> Any:
         raise error(f"{source}: invalid YAML: nested too deeply") from exc
     finally:
         loader.dispose()
+
+
+def _bounded_int(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """An int, or the text of one too long to convert (Python refuses ints of over 4,300
+    digits, which would escape as a raw ValueError instead of naming the field)."""
+    if len(node.value) > MAX_INT_DIGITS:
+        return loader.construct_scalar(node)
+    return yaml.SafeLoader.construct_yaml_int(loader, node)
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)

@@ -75,7 +75,7 @@ def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) ->
         loc = [field_name]
         return loc, message
     given = err.get("input")
-    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+    shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {_clip(repr(given))})"
     if err["type"] == "literal_error" and isinstance(given, str):
         choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
         return loc, f"unknown value {given!r}; {did_you_mean(given, choices)}"
@@ -86,3 +86,10 @@ def describe(exc: ValidationError, source: str, model: type[BaseModel] | None = 
     """The contract's one-line error: `SOURCE: field.path: what is wrong`."""
     loc, message = first_problem(exc, model)
     return f"{source}: {field_path(loc)}: {message}"
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    """A value as the message shows it: long ones cut in the middle (a size of 5,000 digits)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 2]}...{text[-limit // 4:]} ({len(text)} characters)"

@@ -34,6 +34,18 @@ class JobFailed(RuntimeError):
         return self.args[0]
 
 
+def dask_setup(worker: Any) -> None:
+    """Dask preload hook, in each embedded worker process: Ctrl-C in a terminal reaches the whole
+    process group; the worker leaves it to orch, which shuts the cluster down (each worker used
+    to print a 30-line KeyboardInterrupt traceback)."""
+    import signal
+
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the process's main thread: nothing to change
+        pass
+
+
 def _take_gpus(count: int) -> list[int]:
     """Distinct CUDA ordinals for concurrent tasks of one multi-GPU worker."""
     global _FREE_GPUS

@@ -40,7 +40,7 @@ CV_TIE = 1e-4            # mean Huber loss within which a simpler form wins
 
 
 class Factors(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     op: str
     device: str          # cpu | gpu
@@ -55,7 +55,7 @@ class Factors(BaseModel):
 
 
 class Calibration(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     version: int = 1
     profile: str
@@ -88,9 +88,8 @@ class Sample:
 
 
 def calibration_path(profile: str) -> Path:
-    folder = paths.orch_home() / "calibration"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder / f"{profile}.yaml"
+    folder = paths.folder(paths.orch_home() / "calibration", "calibration store")
+    return folder / f"{paths.safe_name(profile, 'profile')}.yaml"
 
 
 def load(profile: str) -> Calibration | None:
@@ -111,16 +110,10 @@ def load(profile: str) -> Calibration | None:
 
 
 def save(calibration: Calibration) -> Path:
-    import os
-
     import yaml
 
-    path = calibration_path(calibration.profile)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(calibration.model_dump(), sort_keys=False))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
-    return path
+    return paths.write_atomic(calibration_path(calibration.profile),
+                              yaml.safe_dump(calibration.model_dump(), sort_keys=False))
 
 
 def _predict(samples: list[Sample], overhead: float, work: float) -> np.ndarray:

@@ -8,16 +8,39 @@ datasheet figure that published measurements reach (1.0 where the profile measur
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+import unicodedata
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 PROFILE_VERSION = 1
 DTYPES = ("float16", "bfloat16", "tfloat32", "float32", "float64")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and NaN are refused: a rate of .inf made a plan of "makespan inf s" and JSON that
+    # strict parsers reject
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _printable(cls, value: Any) -> Any:
+        """Strings are printed to terminals: no control characters (an ANSI or OSC escape in a
+        profile's name or model would reach the terminal raw)."""
+        if _has_control(value):
+            raise ValueError("must not contain control characters (escape sequences)")
+        return value
+
+
+def _has_control(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(unicodedata.category(ch) == "Cc" for ch in value)
+    if isinstance(value, dict):
+        return any(_has_control(k) or _has_control(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_control(v) for v in value)
+    return False
 
 
 class LoopVsVector(_Strict):
@@ -134,10 +157,24 @@ class Network(_Strict):
     latency_s: PositiveFloat
 
 
+# A profile's name names files in the store (its calibration): no separators, no leading dot.
+_PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,199}$")
+
+
+def _profile_name(value: str) -> str:
+    if not _PROFILE_NAME.match(value):
+        raise ValueError("must be 1-200 letters, digits, '_', '.' or '-', starting with a letter or digit "
+                         "(it names the profile's files in ORCH_HOME)")
+    return value
+
+
+ProfileName = Annotated[str, AfterValidator(_profile_name)]
+
+
 class NodeProfile(_Strict):
     version: Literal[1] = PROFILE_VERSION
     kind: Literal["measured", "reference"] = "measured"
-    name: str
+    name: ProfileName
     host: str | None = None
     created: str | None = None
     orch_version: str | None = None
@@ -168,7 +205,7 @@ class ClusterProfile(_Strict):
 
     version: Literal[1] = PROFILE_VERSION
     kind: Literal["cluster"]
-    name: str
+    name: ProfileName
     description: str | None = None
     nodes: list[ClusterNode] = Field(min_length=1)
     network: Network

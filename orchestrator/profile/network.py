@@ -39,12 +39,7 @@ def load(address: str) -> Network | None:
 
 
 def save(address: str, measured: dict[str, Any]) -> Path:
-    path = _path(address)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump(measured, sort_keys=False))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
-    return path
+    return paths.write_atomic(_path(address), yaml.safe_dump(measured, sort_keys=False))
 
 
 def _payload(size: int) -> bytes:

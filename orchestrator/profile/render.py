@@ -7,6 +7,7 @@ import json
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.profile.model import ClusterProfile, CpuProfile, GpuProfile, NodeProfile
 from orchestrator.profile.store import AnyProfile, to_data
@@ -109,18 +110,18 @@ def print_table(profile: AnyProfile, console: Console) -> None:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("[cyan]CPU[/cyan]", "")
+    table.add_row(Text("CPU", style="cyan"), "")
     for key, value in _cpu_rows(profile.cpu):
         table.add_row(key, value)
     for gpu in profile.gpus:
-        table.add_row(f"[cyan]GPU {gpu.index}[/cyan]", gpu.name)
+        table.add_row(Text(f"GPU {gpu.index}", style="cyan"), gpu.name)
         for key, value in _gpu_rows(gpu):
             table.add_row(key, value)
     if not profile.gpus:
-        table.add_row("[cyan]GPUs[/cyan]", "none" + (f" ({profile.system.gpu_discovery_note})"
+        table.add_row(Text("GPUs", style="cyan"), "none" + (f" ({profile.system.gpu_discovery_note})"
                                                        if profile.system.gpu_discovery_note else ""))
     if profile.price_usd_per_hour:
         table.add_row("price", f"${profile.price_usd_per_hour:.2f}/hour")
     for flag in profile.flags:
-        table.add_row("[yellow]flag[/yellow]", flag)
+        table.add_row(Text("flag", style="yellow"), flag)
     console.print(table)

@@ -92,13 +92,7 @@ def newest_for_host() -> NodeProfile | None:
 def save(profile: NodeProfile, path: Path | None = None) -> Path:
     """Write atomically, private to the user."""
     path = path or saved_path(profile.host)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        yaml.safe_dump(to_data(profile), handle, sort_keys=False)
-    os.replace(tmp, path)
-    return path
+    return paths.write_atomic(path, yaml.safe_dump(to_data(profile), sort_keys=False))
 
 
 def to_data(profile: AnyProfile) -> dict:

@@ -27,7 +27,7 @@ class Progress:
 
     def __enter__(self) -> Progress:
         if self.console.is_terminal:
-            self.bar = RichProgress(TextColumn("[bold]running[/bold] {task.description}"), BarColumn(),
+            self.bar = RichProgress(TextColumn("running {task.description}", markup=False), BarColumn(),
                                     TextColumn("{task.fields[jobs]}"), TimeElapsedColumn(), TextColumn("eta"),
                                     TimeRemainingColumn(), console=self.console, transient=True)
             self.bar.__enter__()
