@@ -162,6 +162,8 @@ def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
     p, itemsize = job.params, ITEMSIZE[job.dtype]
     share = placement.devices if op.split is not Split.NONE else 1
     needed = _per_device(op.working_set_elements(p), op.replicated_elements(p), share) * itemsize
+    if placement.device == "cpu":  # a CPU worker also holds what the kernel and its check allocate
+        needed = max(needed, op.peak_bytes(p, itemsize) / share)
     if placement.device == "gpu":
         limit = (hw.gpus[0].memory_total_bytes or 0) * GPU_MEMORY_USABLE
         where = f"{hw.gpus[0].name} memory"

@@ -10,6 +10,9 @@ import torch
 from orchestrator.kernels.base import Kernel, Tensors, rel_error, require, spread_indices, sum_safe_scale, uniform
 
 
+CHECK_BLOCK_ELEMENTS = 1 << 24  # float64 elements of B a matmul check holds at once (128 MiB)
+
+
 def _factor_scale(dtype: torch.dtype, k: int) -> float:
     """Each factor's scale, so that an inner product of length k (k/4 on average for uniform
     [0, 1) entries) stays inside float16's range: half of the sum's exponent each."""
@@ -35,9 +38,12 @@ class Matmul(Kernel):
         return torch.cat([part.to(devices[0]) for part in parts])
 
     def check(self, x, result, p, dtype) -> float:
+        """Eight rows against float64, B taken a block of columns at a time (a float64 copy of
+        a 100K x 100K B would be 80 GB)."""
         rows = spread_indices(p["m"], 8)
         a = x["a"].cpu()[rows].double()
-        want = a @ x["b"].cpu().double()
+        step = max(1, CHECK_BLOCK_ELEMENTS // p["k"])
+        want = torch.cat([a @ x["b"][:, j:j + step].cpu().double() for j in range(0, p["n"], step)], dim=1)
         return require(rel_error(result.cpu()[rows], want), dtype, "matmul")
 
 

@@ -83,6 +83,12 @@ class Op(abc.ABC):
     def working_set_elements(self, p: dict[str, Any]) -> float:
         return self.input_elements(p) + self.output_elements(p)
 
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Host memory a CPU worker holds at the job's peak: the working set, plus the float64
+        copies of the inputs and result the check compares against (measured against peak RSS
+        at two sizes per op in tests/test_memory.py)."""
+        return self.working_set_elements(p) * itemsize + (self.input_elements(p) + self.output_elements(p)) * 8
+
     def kernels(self, p: dict[str, Any]) -> int:
         """Library calls / kernel launches per execution (each pays dispatch or launch latency)."""
         return 1

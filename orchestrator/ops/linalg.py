@@ -31,6 +31,11 @@ class Matmul(Op):
     def replicated_elements(self, p: dict[str, Any]) -> float:
         return float(p["k"] * p["n"])
 
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        # the check holds a block of B in float64, 2^24 elements at most (kernels/linalg.py)
+        return self.working_set_elements(p) * itemsize + 8.0 * min(p["k"] * p["n"], 1 << 24)
+
+
 class BatchedMatmul(Matmul):
     name = "batched_matmul"
     summary = "a batch of independent matmuls"
@@ -47,6 +52,9 @@ class BatchedMatmul(Matmul):
 
     def replicated_elements(self, p: dict[str, Any]) -> float:
         return 0.0  # split by batch: nothing is shared
+
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return self.working_set_elements(p) * itemsize  # the check reads four of the matrices
 
     def kernels(self, p: dict[str, Any]) -> int:
         return 1
@@ -122,6 +130,9 @@ class Eigh(_Square):
     def output_elements(self, p: dict[str, Any]) -> float:
         return float(p["n"]) ** 2 + p["n"]  # the eigenvectors and the eigenvalues
 
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return super().peak_bytes(p, itemsize) + 8.0 * float(p["n"]) ** 2  # the check's A V in float64
+
     def kernels(self, p: dict[str, Any]) -> int:
         return 4
 
@@ -143,6 +154,10 @@ class _Tall(Op):
 
     def calls(self, p: dict[str, Any], device: str) -> int:
         return _panels(min(p["m"], p["n"]))
+
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        # LAPACK works on a copy of A, and the check rebuilds A in float64
+        return super().peak_bytes(p, itemsize) + p["m"] * p["n"] * (itemsize + 8.0)
 
     @staticmethod
     def _long_short(p: dict[str, Any]) -> tuple[float, float]:

@@ -102,6 +102,9 @@ class _Training(Op):
         activations = sum(o for _, o in self.layers(p)) * p["batch_size"] * 2
         return self.input_elements(p) + 4 * self.parameters(p) + activations
 
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return self.working_set_elements(p) * itemsize + 8.0 * p["samples"]  # the check reads only the losses
+
     def kernels(self, p: dict[str, Any]) -> int:
         return self.steps(p) * (_LAUNCHES_PER_LAYER * len(self.layers(p)) + _LAUNCHES_PER_STEP)
 

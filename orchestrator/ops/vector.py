@@ -31,6 +31,12 @@ class PythonDot(Dot):
     kernel = Kernel.PYTHON
     split = Split.NONE
     dtypes = FLOAT_ONLY
+
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        # each element a Python float (a 24-byte object behind an 8-byte list pointer), made
+        # from a float64 tensor, with tolist's transient: 96 bytes an element measured (peak RSS
+        # at 2M and 8M elements), where 8-byte elements alone said 16
+        return 2.0 * p["n"] * 48
     not_supported = {
         "gpu": "a plain Python for-loop runs in the interpreter, on the CPU only",
         "multi_gpu": "a plain Python for-loop runs in the interpreter, on the CPU only",
@@ -56,6 +62,9 @@ class Axpy(Op):
 
     def working_set_elements(self, p: dict[str, Any]) -> float:
         return 2.0 * p["n"]  # y is updated in place
+
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        return 3.0 * p["n"] * itemsize  # x, y and the check's copy of the initial y
 
 
 class Sum(Op):
@@ -95,6 +104,10 @@ class Fft(Op):
 
     def output_elements(self, p: dict[str, Any]) -> float:
         return 2.0 * (p["n"] // 2 + 1)  # n/2+1 complex values
+
+    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        # the check's direct DFT holds a complex128 exponential and product of length n at once
+        return super().peak_bytes(p, itemsize) + 48.0 * p["n"]
 
     def traffic_elements(self, p: dict[str, Any]) -> float:
         # Out-of-cache FFTs make about log2(n)/10 passes over the data (radix-2^10 blocking).
