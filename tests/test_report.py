@@ -44,7 +44,7 @@ def test_report_is_self_contained_with_charts_and_every_job(reported):
     outside = re.findall(r"""(?:src|href)\s*=|url\(|@import|<script|<link|https?://(?!www\.w3\.org/2000/svg)""", page)
     assert outside == []
     assert "Roofline: cpu" in page and "Predicted against measured" in page and "h100-sxm gpu faster above" in page
-    summary = path.with_suffix(".md").read_text()
+    summary = path.with_suffix(".summary.md").read_text()
     assert all(job["name"] in summary for job in run["jobs"]) and "plan makespan" in summary
 
 
