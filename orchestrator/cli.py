@@ -437,6 +437,9 @@ def _file_to_write(path: Path, option: str, suffixes: tuple[str, ...]) -> Path:
 
 
 def _terminate(signum: int, frame: object) -> None:
+    # once: scancel signals every process of the job, and a second SIGTERM must not cut short
+    # the shutdown the first one started
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt(f"signal {signum}")
 
 

@@ -49,7 +49,7 @@ def test_the_promised_recipes_are_there():
     dask_sbatch = (DEPLOY / "slurm/orch-dask.sbatch").read_text()
     assert "#SBATCH --nodes" in dask_sbatch and "dask scheduler" in dask_sbatch and "dask worker" in dask_sbatch
     assert 'orch run "$WORKLOAD" --address "$ADDRESS"' in dask_sbatch
-    assert "ray start --head" in (DEPLOY / "slurm/orch-ray.sbatch").read_text()
+    assert "start --head" in (DEPLOY / "slurm/orch-ray.sbatch").read_text()
     assert "SLURMCluster" in (DEPLOY / "slurm/jobqueue.py").read_text()
     for folder in ("compose", "kubernetes", "slurm"):
         assert (DEPLOY / folder / "README.md").stat().st_size > 500

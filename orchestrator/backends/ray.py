@@ -165,3 +165,19 @@ def _loopback_only(ray: Any) -> Iterator[None]:
         yield
     finally:
         services.resolve_ip_for_localhost = resolve
+
+
+def loopback_cli() -> None:
+    """`ray` command line with 127.0.0.1 kept as the node address (`ray start --head
+    --node-ip-address=127.0.0.1` otherwise binds the machine's routable address): how the SLURM
+    recipe runs a one-node Ray on loopback only. Run as `python -m orchestrator.backends.ray ARGS`."""
+    ray = _ray()
+    from ray.scripts.scripts import main as ray_main
+
+    with _loopback_only(ray):
+        ray_main()
+
+
+if __name__ == "__main__":
+    loopback_cli()
+
