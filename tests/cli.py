@@ -41,7 +41,10 @@ def matches_golden(name: str, text: str) -> bool:
 if __name__ == "__main__":
     if sys.argv[1:] != ["regenerate"]:
         sys.exit("usage: python -m tests.cli regenerate")
+    import tempfile
+
     os.chdir(Path(__file__).resolve().parent.parent)
+    os.environ["ORCH_HOME"] = tempfile.mkdtemp(prefix="orch-golden-")  # nothing learnt, as in the tests
     for golden_name in GOLDEN_COMMANDS:
         result = golden_output(golden_name)
         if result.returncode != 0:

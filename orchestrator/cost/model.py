@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import rates
+from orchestrator.cost.history import History, footprint
 from orchestrator.ops import ITEMSIZE, Kernel, Op, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -41,6 +42,7 @@ class Hardware:
     network: Network | None = None
     calibration: learned.Calibration | None = None  # factors learned from recorded runs
     spread: tuple[str, ...] = ("cpu", "gpu")  # devices whose multi-node placements are offered
+    history: History | None = None  # recorded timings at the very sizes run before
 
     @functools.cached_property
     def gpus(self) -> list[GpuProfile]:
@@ -117,6 +119,7 @@ class Prediction:
     terms: dict[str, float] = field(default_factory=dict)
     cost_usd: float | None = None
     energy_j: float | None = None
+    basis: str = "model"  # which tier answered: model, fit (calibration) or history
 
     def objective_value(self, objective: str) -> float:
         value = {"time": self.predicted_s, "cost": self.cost_usd, "energy": self.energy_j}[objective]
@@ -217,10 +220,17 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
     terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if split else 0.0
 
-    if calibrated and hw.calibration is not None:
-        terms = learned.apply(terms, hw.calibration.factors(op.name, placement.device, job.dtype))
+    basis = "model"
+    factors = hw.calibration.factors(op.name, placement.device, job.dtype) if calibrated and hw.calibration else None
+    if factors is not None:
+        terms = learned.apply(terms, factors)
+        basis = "fit"
     predicted = combine(terms)
-    prediction = Prediction(str(placement), True, predicted, bound_of(terms), terms=terms)
+    recorded = hw.history.centre(footprint(op.name, p, job.dtype, job.data, str(placement))) \
+        if calibrated and hw.history else None
+    if recorded is not None:
+        predicted, basis = recorded, "history"
+    prediction = Prediction(str(placement), True, predicted, bound_of(terms), terms=terms, basis=basis)
     if job.data == "device" and not hw.gpus:
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"
     price = hw.node.price_usd_per_hour

@@ -24,7 +24,7 @@ def _round(value: float | None) -> float | None:
 def _candidate(p: Any) -> dict[str, Any]:
     entry: dict[str, Any] = {"placement": p.placement, "feasible": p.feasible}
     if p.feasible:
-        entry.update(predicted_s=_round(p.predicted_s), bound=p.bound,
+        entry.update(predicted_s=_round(p.predicted_s), basis=p.basis, bound=p.bound,
                      cost_usd=_round(p.cost_usd), energy_j=_round(p.energy_j),
                      terms={k: _round(v) for k, v in p.terms.items()})
     if p.note:
@@ -40,6 +40,7 @@ def _job(jp: JobPlan, objective: str) -> dict[str, Any]:
         "objective": jp.job.objective or objective,
         "placement": chosen.placement if chosen else None,
         "predicted_s": _round(chosen.predicted_s) if chosen else None,
+        "basis": chosen.basis if chosen else None,
         "bound": chosen.bound if chosen else None,
         "reason": jp.reason,
         "speedup_over_runner_up": _round(jp.speedup),
