@@ -68,7 +68,8 @@ def _env(slurm) -> dict[str, str]:
 
 def _sbatch(slurm, tmp_path: Path, recipe: str, *args: str) -> str:
     env = {**_env(slurm), "ORCH_SLURM_RUN_DIR": str(tmp_path), "ORCH_VENV": str(Path(sys.prefix))}
-    done = subprocess.run(["sbatch", "--parsable", "--nodes=1", "--cpus-per-task=2", f"--output={tmp_path}/%j.out",
+    # as a user would: the recipe's own defaults (one whole node)
+    done = subprocess.run(["sbatch", "--parsable", f"--output={tmp_path}/%j.out",
                            str(ROOT / "deploy" / "slurm" / recipe), *args],
                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -78,9 +79,13 @@ def _sbatch(slurm, tmp_path: Path, recipe: str, *args: str) -> str:
 def _wait(slurm, job: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        queued = subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True, env=_env(slurm))
+        queued = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T %r"], capture_output=True, text=True,
+                                env=_env(slurm))
         if not queued.stdout.strip():
             return
+        if "PartitionConfig" in queued.stdout:  # it asks for more than the node has: it would wait forever
+            subprocess.run(["scancel", job], env=_env(slurm))
+            raise AssertionError(f"job {job} can never start: {queued.stdout.strip()}")
         time.sleep(1)
     raise AssertionError(f"job {job} still queued or running after {timeout} s")
 
@@ -113,7 +118,7 @@ def test_jobqueue_runs_a_workload_to_the_end(slurm, tmp_path, orch_home):
     workload = tmp_path / "w.yaml"
     workload.write_text(WORKLOAD)
     done = subprocess.run([sys.executable, str(ROOT / "deploy" / "slurm" / "jobqueue.py"), str(workload), "--nodes", "1",
-                           "--cores", "2", "--memory", "2GB", "--host", "127.0.0.1", "--log-directory", str(tmp_path),
+                           "--cores", str(min(2, os.cpu_count() or 1)), "--memory", "2GB", "--host", "127.0.0.1", "--log-directory", str(tmp_path),
                            "--", "--profile", "cpu-c7i-8xlarge", "--format", "json"],
                           capture_output=True, text=True, env=_env(slurm), cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -37,7 +37,7 @@ free_port() {
 
 write_conf() {
     local cpus memory_mb
-    cpus=$(nproc)
+    cpus=$(getconf _NPROCESSORS_ONLN)  # not nproc: it follows OMP_NUM_THREADS
     memory_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 9 / 10 ))
     cat >"$CONF" <<EOF
 # written by deploy/slurm/local-cluster.sh: one node, this machine, loopback only
