@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import rates
-from orchestrator.cost.history import History, footprint
 from orchestrator.ops import ITEMSIZE, Kernel, Op, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -42,7 +41,6 @@ class Hardware:
     network: Network | None = None
     calibration: learned.Calibration | None = None  # factors learned from recorded runs
     spread: tuple[str, ...] = ("cpu", "gpu")  # devices whose multi-node placements are offered
-    history: History | None = None  # recorded timings at the very sizes run before
 
     @functools.cached_property
     def gpus(self) -> list[GpuProfile]:
@@ -119,7 +117,7 @@ class Prediction:
     terms: dict[str, float] = field(default_factory=dict)
     cost_usd: float | None = None
     energy_j: float | None = None
-    basis: str = "model"  # which tier answered: model, fit (calibration) or history
+    basis: str = "model"  # which tier answered: model, or fit (calibration factors); no history tier yet
 
     def objective_value(self, objective: str) -> float:
         value = {"time": self.predicted_s, "cost": self.cost_usd, "energy": self.energy_j}[objective]
@@ -226,10 +224,6 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         terms = learned.apply(terms, factors)
         basis = "fit"
     predicted = combine(terms)
-    recorded = hw.history.centre(footprint(op.name, p, job.dtype, job.data, str(placement))) \
-        if calibrated and hw.history else None
-    if recorded is not None:
-        predicted, basis = recorded, "history"
     prediction = Prediction(str(placement), True, predicted, bound_of(terms), terms=terms, basis=basis)
     if job.data == "device" and not hw.gpus:
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"

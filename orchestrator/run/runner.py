@@ -75,7 +75,7 @@ def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address:
                          f"{link.bandwidth / 1e9:.3g} GB/s and {link.latency_s * 1e6:.0f} µs "
                          f"(measure it with `orch profile --address {address}`)")
     # what orch can execute across nodes: CPU placements (multi-node GPU jobs are not built)
-    return Hardware(hw.name, node, nodes, link, hw.calibration, spread=("cpu",), history=hw.history)
+    return Hardware(hw.name, node, nodes, link, hw.calibration, spread=("cpu",))
 
 
 def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None = None) -> Hardware:
