@@ -9,9 +9,7 @@ workers started with `--resources gpu=N`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -86,7 +84,7 @@ class DaskBackend(Backend):
         return configured
 
     def link_warnings(self) -> list[str]:
-        if self.embedded or not self.address.startswith("tcp://") or _is_loopback(self.address):
+        if self.embedded or not self.address.startswith("tcp://") or probe.is_loopback(_host(self.address)):
             return []
         return [f"--address {self.address}: tcp:// is unauthenticated and unencrypted; anyone who can reach the "
                 "scheduler can run code on its workers. Use tls:// with --tls-ca-file/--tls-cert/--tls-key"]
@@ -213,13 +211,3 @@ def _host(address: str) -> str:
     from distributed.comm import get_address_host
 
     return get_address_host(address)
-
-
-def _is_loopback(address: str) -> bool:
-    from distributed.comm import get_address_host
-
-    host = get_address_host(address)
-    try:
-        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
-    except (OSError, ValueError):
-        return False

@@ -11,6 +11,7 @@ answers the HTTP/2 client preface with a SETTINGS frame (RFC 9113, section 3.4).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -157,11 +158,8 @@ def ray_gcs(address: str) -> tuple[str, int]:
 
 
 def is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host == "localhost":
-        return True
+    """Whether `host` (an address or a name) is this machine's loopback; unresolvable is not."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
         return False
