@@ -320,7 +320,7 @@ def run(
     forced = parse_placement(placement)
     hardware = hardware_for(load_profile(profile))
     try:
-        with run_render.Progress(stderr) as progress:
+        with run_render.stdout_for_results_only(), run_render.Progress(stderr) as progress:
             report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
                                   objective=objective.value, resume=resume, on_event=progress.event, retries=retries,
                                   tls=tls_files(tls_ca_file, tls_cert, tls_key), learn=learn)

@@ -95,3 +95,27 @@ def test_cuda_visible_devices_renumbers_like_cuda():
 def test_all_hidden_says_why():
     result = discover_gpus(scenario("one_gpu"), env={"CUDA_VISIBLE_DEVICES": ""})
     assert result.gpus == [] and "CUDA_VISIBLE_DEVICES" in result.note
+
+
+@pytest.mark.parametrize(("name", "env", "expected"), [
+    ("no_driver", {}, 0), ("zero_gpus", {}, 0), ("one_gpu", {}, 1), ("eight_gpus_nvlink", {}, 8),
+    ("eight_gpus_nvlink", {"CUDA_VISIBLE_DEVICES": "2,5"}, 2), ("eight_gpus_nvlink", {"CUDA_VISIBLE_DEVICES": ""}, 0),
+    ("eight_gpus_nvlink", {"CUDA_VISIBLE_DEVICES": "1,9,2"}, 1)])
+def test_visible_gpu_count_follows_nvml_and_cuda_visible_devices(name, env, expected):
+    from orchestrator.hardware.nvml import visible_gpu_count
+
+    fake = scenario(name)
+    assert visible_gpu_count(fake, env=env) == expected
+    assert fake.initialised == 0, "nvmlShutdown must balance nvmlInit"
+
+
+def test_a_machine_without_gpus_is_known_without_importing_torch():
+    """orch's own process (planning, the client) never pays torch's import where NVML sees no GPU."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from orchestrator.backends.base import local_gpu_count; "
+            "assert local_gpu_count() == 0; print('torch' in sys.modules)")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "ORCH_FAKE_GPUS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "False"

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.backends import probe
-from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome
+from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable, InputError
 
 BATCH_WAIT_S = 0.05
@@ -24,7 +24,7 @@ BATCH_WAIT_S = 0.05
 # here (train_mlp 50K samples: 550 ms against 250 ms). The thread-pool caps stay: orch sizes
 # the pools per job.
 # Workers import the kernels (and torch) while the cluster starts, not during the first job.
-PRELOAD = ["orchestrator.backends.worker"]
+PRELOAD = ["orchestrator.backends.worker", "orchestrator.kernels.harness"]
 WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 
 
@@ -36,6 +36,7 @@ class DaskBackend(Backend):
         self.cluster: Any = None
         self.client: Any = None
         self._futures: dict[Any, str] = {}
+        self._groups: dict[str, list[str]] = {}  # group key -> its jobs' keys
         self._use_resources = True
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
@@ -156,9 +157,26 @@ class DaskBackend(Backend):
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_dask
 
-        resources = {"gpu": gpus} if gpus else ({"cpu": 1} if self._use_resources else None)
-        future = self.client.submit(run_on_dask, task, gpus, key=key, pure=False, retries=0, resources=resources)
+        future = self.client.submit(run_on_dask, task, gpus, key=key, pure=False, retries=0,
+                                    resources=self._resources(gpus))
         self._futures[future] = key
+
+    def submit_group(self, key: str, jobs: list[tuple[str, dict[str, Any]]], *, cores: int, gpus: int) -> None:
+        from orchestrator.backends.worker import run_group_on_dask
+
+        future = self.client.submit(run_group_on_dask, key, jobs, gpus, key=key, pure=False, retries=0,
+                                    resources=self._resources(gpus))
+        self._futures[future] = key
+        self._groups[key] = [job_key for job_key, _ in jobs]
+
+    def _resources(self, gpus: int) -> dict[str, int] | None:
+        return {"gpu": gpus} if gpus else ({"cpu": 1} if self._use_resources else None)
+
+    def expect(self, durations: dict[str, float]) -> None:
+        """Tell the scheduler how long the tasks of each key prefix should take (orch's
+        predictions), where it has measured none yet: otherwise it assumes 500 ms for an unknown
+        task when it places, queues and steals. Read by each TaskPrefix as it is created."""
+        self.client.run_on_scheduler(_expect_durations, durations)
 
     def results(self) -> Iterator[list[Outcome]]:
         from distributed import as_completed
@@ -166,19 +184,32 @@ class DaskBackend(Backend):
         # with_results fetches finished results in bulk, not one round trip per future
         finished = as_completed(list(self._futures), with_results=True, raise_errors=False, loop=self.client.loop)
         for batch in finished.batches():
-            yield [self._outcome(future, value) for future, value in batch]
+            outcomes: list[Outcome] = []
+            for future, value in batch:
+                outcomes += self._outcomes(future, value)
+            yield outcomes
             # let results gather for a moment: the scheduler shares this process (and, on small
             # machines, the cores); waking for every result cost ~2 ms per job of 200 (benchmarks/)
-            time.sleep(BATCH_WAIT_S)
+            if self._futures:
+                time.sleep(BATCH_WAIT_S)
 
-    def _outcome(self, future: Any, value: Any) -> Outcome:
+    def _outcomes(self, future: Any, value: Any) -> list[Outcome]:
         key = self._futures.pop(future)
+        group = self._groups.pop(key, None)
+        if group is not None:
+            if future.status == "finished":
+                return group_outcomes(value)
+            from orchestrator.backends.worker import as_lists, group_topic
+
+            exc = value if isinstance(value, BaseException) else future.exception()
+            journal = [as_lists(event) for _, event in self.client.get_events(group_topic(key))]
+            return failed_group(group, journal, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         if future.status == "finished":
-            return Outcome(key, value, failures=value.get("failures", []))
+            return [Outcome(key, value, failures=value.get("failures", []))]
         exc = value if isinstance(value, BaseException) else future.exception()
         failures = getattr(exc, "failures", [])
         message = str(exc) if failures else f"{type(exc).__name__}: {exc}"  # a JobFailed names the job's error
-        return Outcome(key, None, message, failures[-1]["error_type"] if failures else type(exc).__name__, failures)
+        return [Outcome(key, None, message, failures[-1]["error_type"] if failures else type(exc).__name__, failures)]
 
     def executions(self) -> dict[str, list[dict[str, Any]]]:
         from orchestrator.backends.worker import ATTEMPT_TOPIC
@@ -201,6 +232,19 @@ class DaskBackend(Backend):
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _expect_durations(durations: dict[str, float], dask_scheduler: Any = None) -> None:
+    import dask
+
+    known = dict(dask.config.get("distributed.scheduler.default-task-durations", {}))
+    for prefix, seconds in durations.items():
+        found = dask_scheduler.task_prefixes.get(prefix)
+        if found is None or found.duration_average < 0:
+            known[prefix] = seconds
+            if found is not None:
+                found.duration_average = seconds
+    dask.config.set({"distributed.scheduler.default-task-durations": known})
 
 
 def _allowed_failures(dask_scheduler: Any) -> int:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.backends import probe
-from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome
+from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable
 
 LOOPBACK = "127.0.0.1"
@@ -36,7 +36,8 @@ class RayBackend(Backend):
     def __init__(self, address: str | None = None, **options: Any) -> None:
         super().__init__(address, **options)
         self._refs: dict[Any, str] = {}
-        self._remotes: dict[tuple[int, int], Any] = {}
+        self._remotes: dict[tuple[Any, int, int], Any] = {}
+        self._groups: dict[str, list[str]] = {}  # group key -> its jobs' keys
         self._temp_dir: str | None = None
         self._log: Any = None
 
@@ -88,17 +89,27 @@ class RayBackend(Backend):
             return Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
         return Outcome(key, result)
 
-    def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
-        ray = _ray()
-        shape = (cores if not gpus else 1, gpus)
-        if shape not in self._remotes:  # one remote function per resource shape, registered once
-            from orchestrator.backends.worker import run_on_ray
-
+    def _remote(self, function: Any, cores: int, gpus: int) -> Any:
+        """One remote function per (function, resource shape), registered once."""
+        shape = (function, cores if not gpus else 1, gpus)
+        if shape not in self._remotes:
             # max_retries re-runs a task whose worker died (a system failure), never one whose
             # kernel raised (retry_exceptions stays off; the job's own retries_on_error apply)
             retries = DEFAULT_RETRIES if self.retries is None else self.retries
-            self._remotes[shape] = ray.remote(run_on_ray).options(num_cpus=shape[0], num_gpus=gpus, max_retries=retries)
-        self._refs[self._remotes[shape].remote({**task, "key": key}, gpus, self._log)] = key
+            self._remotes[shape] = _ray().remote(function).options(num_cpus=shape[1], num_gpus=gpus,
+                                                                   max_retries=retries)
+        return self._remotes[shape]
+
+    def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
+        from orchestrator.backends.worker import run_on_ray
+
+        self._refs[self._remote(run_on_ray, cores, gpus).remote({**task, "key": key}, gpus, self._log)] = key
+
+    def submit_group(self, key: str, jobs: list[tuple[str, dict[str, Any]]], *, cores: int, gpus: int) -> None:
+        from orchestrator.backends.worker import run_group_on_ray
+
+        self._refs[self._remote(run_group_on_ray, cores, gpus).remote(key, jobs, gpus, self._log)] = key
+        self._groups[key] = [job_key for job_key, _ in jobs]
 
     def results(self) -> Iterator[list[Outcome]]:
         ray = _ray()
@@ -107,19 +118,28 @@ class RayBackend(Backend):
             # everything that finishes within 50 ms comes back as one batch
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=0.05)
             if done:
-                yield [self._outcome(ray, ref) for ref in done]
+                outcomes: list[Outcome] = []
+                for ref in done:
+                    outcomes += self._outcomes(ray, ref)
+                yield outcomes
 
-    def _outcome(self, ray: Any, ref: Any) -> Outcome:
+    def _outcomes(self, ray: Any, ref: Any) -> list[Outcome]:
         key = self._refs.pop(ref)
+        group = self._groups.pop(key, None)
         try:
             value = ray.get(ref)
         except Exception as exc:  # noqa: BLE001 - a task's failure is data here
             cause = getattr(exc, "cause", None) or exc
+            if group is not None:
+                journal = ray.get(self._log.group.remote(key))
+                return failed_group(group, journal, f"{type(cause).__name__}: {cause}", type(cause).__name__)
             failures = getattr(cause, "failures", [])
             if failures:  # the job's own code raised (JobFailed)
-                return Outcome(key, None, str(cause), failures[-1]["error_type"], failures)
-            return Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
-        return Outcome(key, value, failures=value.get("failures", []))
+                return [Outcome(key, None, str(cause), failures[-1]["error_type"], failures)]
+            return [Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)]
+        if group is not None:
+            return group_outcomes(value)
+        return [Outcome(key, value, failures=value.get("failures", []))]
 
     def executions(self) -> dict[str, list[dict[str, Any]]]:
         ray = _ray()
@@ -144,6 +164,7 @@ class AttemptLog:
 
     def __init__(self) -> None:
         self._runs: dict[str, list[dict[str, Any]]] = {}
+        self._groups: dict[str, list[dict[str, Any]]] = {}
 
     def record(self, key: str, worker: str) -> None:
         import time
@@ -152,6 +173,13 @@ class AttemptLog:
 
     def executions(self) -> dict[str, list[dict[str, Any]]]:
         return self._runs
+
+    def journal(self, group_key: str, event: dict[str, Any]) -> None:
+        """A group's start or finished job (`worker.run_group`)."""
+        self._groups.setdefault(group_key, []).append(event)
+
+    def group(self, group_key: str) -> list[dict[str, Any]]:
+        return self._groups.get(group_key, [])
 
 
 @contextlib.contextmanager

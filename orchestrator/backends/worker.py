@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from orchestrator.kernels.harness import execute
-
 _POOL_LOCK = threading.Lock()
 _FREE_GPUS: list[int] | None = None
 ATTEMPT_TOPIC = "orch-attempt"
@@ -67,7 +65,9 @@ def _give_back(ids: list[int]) -> None:
 
 
 def run_task(task: dict[str, Any], gpus: int, identity: str,
-             run: Callable[[dict[str, Any], list[int] | None], dict[str, Any]] = execute) -> dict[str, Any]:
+             run: Callable[[dict[str, Any], list[int] | None], dict[str, Any]] | None = None) -> dict[str, Any]:
+    if run is None:  # imported here: the client pickles this module's functions without torch
+        from orchestrator.kernels.harness import execute as run
     ids = _take_gpus(gpus) if gpus else []
     failures: list[dict[str, Any]] = []
     try:
@@ -109,5 +109,125 @@ def run_on_ray(task: dict[str, Any], gpus: int, attempt_log: Any) -> dict[str, A
     attempt_log.record.remote(task["key"], identity)  # Ray re-runs a task whose worker died
     # Ray sets CUDA_VISIBLE_DEVICES to this task's GPUs: ordinals 0..gpus-1 are its own, so no
     # pool to take them from
+    from orchestrator.kernels.harness import execute
+
     return run_task(task, 0, identity, lambda t, _ids: execute(t, list(range(gpus)) or None))
 
+
+
+# --- groups: many tiny jobs in one engine task ----------------------------------------------
+#
+# A group runs its jobs one after the other and journals each start and each finished job
+# (`Journal`: Dask scheduler events, or Ray's attempt-log actor). When the worker dies, the
+# engine re-runs the group; the new execution reads the journal, returns the jobs finished
+# before the death as they were, and runs only the rest. A job started but never finished lost
+# an execution with that worker: it travels in the job's `runs`, and the client matches it to
+# the death that ended it.
+
+
+class Journal:
+    """Where a group's executions leave their marks: `write` one event, `read` all so far."""
+
+    def write(self, event: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def read(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+def as_lists(value: Any) -> Any:
+    """An event as it was logged: msgpack hands lists back as tuples."""
+    if isinstance(value, dict):
+        return {k: as_lists(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_lists(v) for v in value]
+    return value
+
+
+def group_topic(group_key: str) -> str:
+    return f"orch-group/{group_key}"
+
+
+def run_group(group: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int, identity: str, journal: Journal,
+              run: Callable[[dict[str, Any], list[int] | None], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Run `jobs` ([(job key, task)]) in order; one entry per job: {"key", "result"} or {"key",
+    "error", "error_type", "failures"}, with "runs" (every execution: worker, time). A job that
+    fails never stops its neighbours."""
+    import time
+
+    earlier = journal.read()
+    finished = {event["key"]: event["entry"] for event in earlier if event["kind"] == "done"}
+    lost: dict[str, list[dict[str, Any]]] = {}
+    for event in earlier:
+        if event["kind"] == "start" and event["key"] not in finished:
+            lost.setdefault(event["key"], []).append({"worker": event["worker"], "time": event["time"]})
+    entries = []
+    for key, task in jobs:
+        if key in finished:  # done before a worker died: kept, never run again
+            entries.append(finished[key])
+            continue
+        started = {"worker": identity, "time": time.time()}
+        journal.write({"kind": "start", "key": key, **started})
+        try:
+            entry = {"key": key, "result": {**run_task(task, gpus, identity, run), "group": group}}
+        except JobFailed as exc:
+            entry = {"key": key, "result": None, "error": str(exc), "error_type": exc.failures[-1]["error_type"],
+                     "failures": exc.failures}
+        except Exception as exc:  # noqa: BLE001 - outside the job's code (a GPU pool refusal): still its own
+            entry = {"key": key, "result": None, "error": f"{type(exc).__name__}: {str(exc)[:MAX_MESSAGE]}",
+                     "error_type": type(exc).__name__, "failures": []}
+        entry["runs"] = lost.get(key, []) + [started]
+        journal.write({"kind": "done", "key": key, "entry": entry})
+        entries.append(entry)
+    return entries
+
+
+class DaskJournal(Journal):
+    """Events on the scheduler under the group's own topic (worker.log_event is batched and
+    costs microseconds; reading is one round trip to the scheduler, once per execution)."""
+
+    def __init__(self, worker: Any, group_key: str) -> None:
+        self.worker, self.topic = worker, group_topic(group_key)
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.worker.log_event(self.topic, event)
+
+    def read(self) -> list[dict[str, Any]]:
+        from distributed.utils import sync
+
+        found = sync(self.worker.loop, self.worker.scheduler.events, topic=self.topic)
+        return [as_lists(event) for _, event in found]
+
+
+def run_group_on_dask(group_key: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int) -> list[dict[str, Any]]:
+    from distributed import get_worker
+
+    worker = get_worker()
+    return run_group(group_key, jobs, gpus, worker.address, DaskJournal(worker, group_key))
+
+
+class RayJournal(Journal):
+    def __init__(self, log: Any, group_key: str) -> None:
+        self.log, self.key = log, group_key
+
+    def write(self, event: dict[str, Any]) -> None:
+        self.log.journal.remote(self.key, event)
+
+    def read(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get(self.log.group.remote(self.key))
+
+
+def run_group_on_ray(group_key: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int,
+                     attempt_log: Any) -> list[dict[str, Any]]:
+    import os
+
+    import ray
+
+    from orchestrator.kernels.harness import execute
+
+    context = ray.get_runtime_context()
+    identity = f"ray://{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}/pid{os.getpid()}"
+    return run_group(group_key, jobs, 0, identity, RayJournal(attempt_log, group_key),
+                     lambda t, _ids: execute(t, list(range(gpus)) or None))

@@ -71,6 +71,26 @@ def visible_indices(count: int, uuids: list[str | None], env: Mapping[str, str])
     return chosen
 
 
+def visible_gpu_count(nvml: ModuleType | None = None, env: Mapping[str, str] | None = None) -> int:
+    """How many NVIDIA GPUs CUDA_VISIBLE_DEVICES leaves visible; 0 without NVML or a driver.
+    Cheap (no torch, no CUDA context): how orch's own process decides whether GPUs exist."""
+    env = os.environ if env is None else env
+    try:
+        nvml = nvml or load_pynvml()
+        nvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - no library, no driver: no GPU
+        return 0
+    try:
+        count = nvml.nvmlDeviceGetCount()
+        uuids = [_optional(lambda i=i: _text(nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(i))), nvml)
+                 for i in range(count)]
+        return len(visible_indices(count, uuids, env))
+    except Exception:  # noqa: BLE001 - a driver that answers init but not the count
+        return 0
+    finally:
+        _optional(nvml.nvmlShutdown, nvml)
+
+
 def _optional(call: Callable[[], Any], nvml: ModuleType) -> Any:
     """A field that some GPUs do not report (NOT_SUPPORTED) is None, not an error."""
     try:

@@ -83,6 +83,25 @@ def _inject_failure(name: str | None) -> None:
             raise InjectedFailure(f"job {name} failed on purpose (ORCH_FAIL_JOBS)")
 
 
+def _inject_crash(name: str | None) -> None:
+    """ORCH_CRASH_JOBS=a,b kills this worker process (SIGKILL) on the first execution of job a or
+    b on this machine (a marker file in ORCH_CRASH_MARKERS, default the temporary folder, makes it
+    once), 0.2 s in, so what the worker already sent has left: worker deaths for tests and drills."""
+    import signal
+    import tempfile
+    from pathlib import Path
+
+    if not name or name not in os.environ.get("ORCH_CRASH_JOBS", "").split(","):
+        return
+    folder = Path(os.environ.get("ORCH_CRASH_MARKERS") or tempfile.gettempdir())
+    try:
+        (folder / f"orch-crashed-{name.encode().hex()}").open("x").close()
+    except FileExistsError:
+        return
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def timed(once: Callable[[], Any], warmup: int, repeats: int) -> tuple[Any, list[float]]:
     """`warmup` untimed calls, then `repeats` timed ones: the last result and every time."""
     result = None
@@ -99,6 +118,7 @@ def timed(once: Callable[[], Any], warmup: int, repeats: int) -> tuple[Any, list
 def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
     """Run one job; returns measured_s, every timing, the check and where it ran."""
     _inject_failure(task.get("name"))
+    _inject_crash(task.get("name"))
     kernel = KERNELS[task["op"]]
     p = task["params"]
     placement = Placement.parse(task["placement"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -66,3 +70,22 @@ def print_table(report: RunReport, console: Console) -> None:
     console.print(table)
     ok = sum(job["status"] == "ok" for job in report.jobs)
     console.print(f"{ok}/{len(report.jobs)} jobs ok")
+
+
+@contextlib.contextmanager
+def stdout_for_results_only() -> Iterator[None]:
+    """While a run executes, whatever is written to standard output (a Ray raylet's notice that a
+    worker died, a worker's print) goes to standard error, so `--format json` stays parseable.
+    Done on the file descriptor: processes started meanwhile inherit it."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+

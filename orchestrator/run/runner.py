@@ -8,6 +8,8 @@ refused before anything runs (exit 3).
 from __future__ import annotations
 
 import platform
+import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,14 +17,16 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
-from orchestrator.cost.model import Hardware
+from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware
 from orchestrator.errors import EnvironmentUnavailable, InputError, RunInterrupted
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
 from orchestrator.results.store import ResultStore, new_run_id, now
+from orchestrator.run import groups
 from orchestrator.run.activity import MachineActivity
 from orchestrator.workload.model import Workload
 
+DEATH_REPORT_WAIT_S = 2.0
 Event = Callable[[str, dict[str, Any]], None]  # ("planned" | "job", details)
 
 
@@ -42,11 +46,15 @@ class RunReport:
 
 
 def versions() -> dict[str, str]:
+    """The versions a run used, as installed (read from package metadata: importing torch and
+    ray here cost orch's own process 1.4 s)."""
+    from importlib import metadata
+
     found = {"orch": __version__, "python": platform.python_version()}
     for module in ("numpy", "torch", "dask", "distributed", "ray"):
         try:
-            found[module] = __import__(module).__version__
-        except ImportError:
+            found[module] = metadata.version(module)
+        except metadata.PackageNotFoundError:
             continue
     return found
 
@@ -190,7 +198,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
                 store.record_job(run_id, jp.job.name, status="skipped", error=jp.reason, finished=now())
                 emit("job", {"name": jp.job.name, "status": "skipped", "busy_s": 0.0})
                 continue
-            by_key[f"orch-{run_id}-{position}"] = jp
+            by_key[f"orch-{''.join(c for c in jp.job.op if c.isalpha())}-{run_id}-{position}"] = jp
         if resume:
             for jp in by_key.values():
                 store.record_job(run_id, jp.job.name, placement=jp.chosen.placement, predicted_s=jp.chosen.predicted_s)
@@ -221,9 +229,8 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         for key, jp in spread.items():  # each holds several nodes: one at a time, before the rest
             finished([engine.run_spread(key, _task(jp, capacity.cores_per_worker),
                                         Placement.parse(jp.chosen.placement).nodes)])
-        for key, jp in by_key.items():
-            if key not in spread:
-                engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
+        _dispatch(engine, {key: jp for key, jp in by_key.items() if key not in spread}, threads,
+                  capacity.cpu_workers * capacity.cores_per_worker, run_id)
         for batch in engine.results():
             finished(batch)
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
@@ -243,6 +250,34 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         raise
     finally:
         engine.close()
+
+
+def _dispatch(engine: Backend, jobs: dict[str, JobPlan], threads: int, slots: int, run_id: str) -> None:
+    """Submit every job in plan order: tiny ones in groups (`groups.py`), the rest one task each,
+    after telling the engine what each kind of task should take."""
+    from dask.utils import key_split
+
+    small: list[groups.Tiny] = []
+    durations: dict[str, list[float]] = {}
+    for key, jp in jobs.items():
+        work = busy_s(jp.job, jp.chosen) - TASK_OVERHEAD_S
+        if groups.tiny(work):
+            small.append(groups.Tiny(key, work, (threads, Placement.parse(jp.chosen.placement).gpus)))
+        else:
+            durations.setdefault(key_split(key), []).append(work)
+    formed = groups.form(small, slots, f"orch-group-{run_id}")
+    if formed:
+        durations["orch-group"] = [group.busy_s for group in formed]
+    engine.expect({prefix: statistics.median(times) for prefix, times in durations.items()})
+    leading = {group.members[0]: group for group in formed}
+    grouped = {member for group in formed for member in group.members}
+    for key, jp in jobs.items():
+        if key in leading:
+            group = leading[key]
+            engine.submit_group(group.key, [(member, _task(jobs[member], threads)) for member in group.members],
+                                cores=threads, gpus=group.shape[1])
+        elif key not in grouped:
+            engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
 
 
 def hardware_data(hw: Hardware) -> dict[str, Any]:
@@ -281,7 +316,8 @@ def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
     result = outcome.result
     return {"status": "ok", "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
             "workers": result.get("workers") or [result["worker"]], "error": None, "finished": now(),
-            "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host")}, "failures": failures}}
+            "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host", "pid", "group") if k in result},
+                       "failures": failures}}
 
 
 def _record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: dict[str, JobPlan],
@@ -289,6 +325,16 @@ def _record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: 
     """Every attempt the engine made, with why each failed one failed: executions lost with a
     dead worker (and what killed it) come from the engine after the batch."""
     executions, deaths = engine.executions(), engine.deaths()
+    lost = [o for o in outcomes if o.system or len(o.runs or executions.get(o.key) or []) > 1]
+
+    def unexplained() -> bool:
+        return any(f["error_type"] == "WorkerDied" and f["error"].startswith("worker lost")
+                   for o in lost for f in engine.history(o, executions, deaths).failures)
+
+    deadline = time.monotonic() + DEATH_REPORT_WAIT_S
+    while lost and unexplained() and time.monotonic() < deadline:
+        time.sleep(0.05)  # a nanny reports its worker's exit a moment after the scheduler saw it go
+        deaths = engine.deaths()
     updates = []
     for outcome in outcomes:
         name = by_key[outcome.key].job.name
