@@ -335,7 +335,7 @@ def test_an_interrupted_run_says_how_to_resume_and_leaves_nothing(tmp_path, how)
 
 
 def test_two_runs_at_once_each_say_so_and_neither_is_learnt_from(tmp_path, orch_home):
-    workload = _long(tmp_path, 30, size=1024)
+    workload = _long(tmp_path, 30)  # ~10 s here: the second run starts 3 s into the first
     other_home = tmp_path / "other-home"
     first = _start("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--format", "json",
                    env={"ORCH_HOME": str(other_home)})

@@ -23,8 +23,9 @@ BATCH_WAIT_S = 0.05
 # every small free and PyTorch's autograd (thousands of small tensors per step) ran 2.2x slower
 # here (train_mlp 50K samples: 550 ms against 250 ms). The thread-pool caps stay: orch sizes
 # the pools per job.
-# Workers import the kernels (and torch) while the cluster starts, not during the first job.
-PRELOAD = ["orchestrator.backends.worker", "orchestrator.kernels.harness"]
+# Workers import the kernels (and torch) in the background from the moment they start
+# (worker.dask_setup), not during the first job and without holding up the cluster's start.
+PRELOAD = ["orchestrator.backends.worker"]
 WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 
 

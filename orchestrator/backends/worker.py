@@ -42,6 +42,13 @@ def dask_setup(worker: Any) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     except ValueError:  # not the process's main thread: nothing to change
         pass
+    # The kernels (torch: 1.2 s here) load while the cluster finishes starting and orch plans;
+    # the first task that needs them waits on Python's import lock for the rest.
+    threading.Thread(target=_load_kernels, name="orch-load-kernels", daemon=True).start()
+
+
+def _load_kernels() -> None:
+    import orchestrator.kernels.harness  # noqa: F401
 
 
 def _take_gpus(count: int) -> list[int]:
