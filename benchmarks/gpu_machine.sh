@@ -53,5 +53,5 @@ TAIL=60 step main-job 150 "$ORCH plan workloads/demo.yaml --profile $PROFILE && 
 TAIL=30 step decisions 150 "$PY benchmarks/decisions.py --profile $PROFILE"
 TAIL=25 step accuracy-gpu 150 "$PY benchmarks/accuracy.py --profile $PROFILE --placement gpu --json $R/accuracy-gpu.json"
 TAIL=25 step accuracy-plan 150 "$PY benchmarks/accuracy.py --profile $PROFILE --json $R/accuracy-plan.json"
-TAIL=15 step overhead 120 "$PY benchmarks/overhead.py"
+TAIL=15 step overhead 120 "$PY benchmarks/overhead.py --profile $PROFILE --rounds 1"
 } 2>&1 | tee "$OUT/log.txt"
