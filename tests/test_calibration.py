@@ -125,3 +125,30 @@ def test_runs_feed_the_calibration_and_plan_uses_it(tmp_path, orch_home):
     shown = json.loads(orch("calibrate", "--profile", "cpu-c7i-8xlarge", "-f", "json").stdout)
     assert shown["before"]["jobs"] == 4 and shown["after"]["median"] < shown["before"]["median"]
     assert {(g["op"], g["dtype"]) for g in shown["groups"]} == {("dot", "*"), ("dot", "float32")}
+
+
+def test_learning_keeps_the_newest_measurements_of_each_distinct_job():
+    """A sweep run again and again: calibration learns from the newest LEARN_PER_JOB measurements
+    of each distinct job (op, sizes, dtype, data, placement), so the refit after a run costs what
+    the history's variety costs, not its length (10,000 tiny jobs run twice: 24 s -> 1.3 s)."""
+    from orchestrator.results.store import ResultStore
+
+    store = ResultStore()
+    try:
+        for run in range(5):
+            run_id = f"2026-r{run}"
+            jobs = [{"name": f"d{n}-{seed}", "op": "dot", "params": {"n": n}, "dtype": "float32", "data": "host",
+                     "placement": "cpu", "predicted_s": 1e-5} for n in (1000, 2000) for seed in range(3)]
+            store.start_run(run_id, workload="w", path="w.yaml", sha256="0", profile="p", backend="dask",
+                            address=None, jobs=jobs, versions={}, learn=run != 4)
+            store.record_jobs(run_id, [(job["name"], {"status": "ok", "measured_s": 1e-5 * (run + 1)}) for job in jobs])
+        rows, runs = store.jobs_for_profile("p", per_job=4)
+    finally:
+        store.close()
+    assert runs == 4  # the --no-learn run is left out
+    by_size: dict[int, list[dict]] = {}
+    for row in rows:
+        by_size.setdefault(row["params"]["n"], []).append(row)
+    assert sorted(by_size) == [1000, 2000] and all(len(found) == 4 for found in by_size.values())
+    for found in by_size.values():  # the newest four of twelve (runs 2 and 3), oldest first
+        assert [row["measured_s"] for row in found] == pytest.approx([3e-5] * 1 + [4e-5] * 3)

@@ -196,6 +196,16 @@ def _errors(samples: list[Sample], overhead: float, work: float) -> list[float]:
     return [abs(p - s.measured_s) / s.measured_s for p, s in zip(predicted, samples, strict=True)]
 
 
+MAX_FIT_SAMPLES = 600  # per group: the grid search costs 1,681 predictions a sample and step
+
+
+def _thinned(samples: list[Sample]) -> list[Sample]:
+    """At most MAX_FIT_SAMPLES, evenly spread over the list (oldest to newest, every size)."""
+    if len(samples) <= MAX_FIT_SAMPLES:
+        return samples
+    return [samples[i * len(samples) // MAX_FIT_SAMPLES] for i in range(MAX_FIT_SAMPLES)]
+
+
 def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibration:
     groups: dict[tuple[str, str, str], list[Sample]] = {}
     for s in samples:
@@ -209,8 +219,9 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibrat
         if dtype != ANY_DTYPE and len(members) == pooled[(op, device)].samples:
             found.append(pooled[(op, device)].model_copy(update={"dtype": dtype}))  # the only dtype run
             continue
-        form = choose_form(members)
-        overhead, work = _fit_form(members, form)
+        fitted_on = _thinned(members)
+        form = choose_form(fitted_on)
+        overhead, work = _fit_form(fitted_on, form)
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
                              sizes=_sizes(members), form=form,
                              overhead=round(overhead, 6), work=round(work, 6),

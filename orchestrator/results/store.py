@@ -72,6 +72,9 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+LEARN_PER_JOB = 16  # measurements of one distinct job that calibration learns from, newest first
+
+
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
@@ -231,11 +234,16 @@ class ResultStore:
         row = self._db.execute("SELECT * FROM jobs WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
         return _decoded(row) if row else None
 
-    def jobs_for_profile(self, profile: str) -> tuple[list[dict[str, Any]], int]:
-        """Every job of every run made with `profile` to learn from (not --no-learn), and how
-        many runs that is."""
-        rows = self._db.execute("SELECT j.* FROM jobs j JOIN runs r ON r.run_id = j.run_id WHERE r.profile = ? "
-                                "AND r.learn = 1 ORDER BY r.started, j.position", (profile,)).fetchall()
+    def jobs_for_profile(self, profile: str, per_job: int = LEARN_PER_JOB) -> tuple[list[dict[str, Any]], int]:
+        """The jobs of the runs made with `profile` to learn from (not --no-learn), at most the
+        newest `per_job` measurements of each distinct job (op, sizes, dtype, data, placement),
+        oldest first; and how many runs that is. A sweep run again and again adds no more than
+        that: the refit after a run stays as fast as the history is varied, not as long as it is."""
+        rows = self._db.execute(
+            "SELECT * FROM (SELECT j.*, r.started AS run_started, ROW_NUMBER() OVER (PARTITION BY j.op, j.params, "
+            "j.dtype, j.data, j.placement ORDER BY r.started DESC, j.run_id DESC, j.position DESC) AS newest "
+            "FROM jobs j JOIN runs r ON r.run_id = j.run_id WHERE r.profile = ? AND r.learn = 1 AND j.status = 'ok') "
+            "WHERE newest <= ? ORDER BY run_started, run_id, position", (profile, per_job)).fetchall()
         runs = self._db.execute("SELECT COUNT(*) FROM runs WHERE profile = ? AND learn = 1", (profile,)).fetchone()[0]
         return [_decoded(row) for row in rows], runs
 
