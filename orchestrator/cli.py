@@ -402,6 +402,21 @@ def report(
     stderr.print(Text(f"wrote {path} and its Markdown summary {summary}"))
 
 
+@app.command(name="ops")
+def list_ops(name: Annotated[str | None, typer.Argument(help="one op: a name, package.module:attribute or entry point")] = None,
+             fmt: FormatOption = Format.table) -> None:
+    """List the ops a workload can name: the catalog's and those installed packages register."""
+    from orchestrator.errors import InputError
+    from orchestrator.ops import render
+
+    try:
+        found = render.listing(name)
+    except KeyError as exc:
+        raise InputError(exc.args[0]) from None
+    if not _print_data(found, fmt):
+        render.print_table(found, stdout)
+
+
 @app.command()
 def runs(fmt: FormatOption = Format.table) -> None:
     """List recorded runs, newest first."""

@@ -162,7 +162,7 @@ def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
             return f"{hw.gpus[0].name} has no {job.dtype} support"
     p, itemsize = job.params, ITEMSIZE[job.dtype]
     share = placement.devices if op.split is not Split.NONE else 1
-    needed = _per_device(op.working_set_elements(p), op.replicated_elements(p), share) * itemsize
+    needed = _per_device(op.working_set_bytes(p, itemsize), op.replicated_elements(p) * itemsize, share)
     if placement.device == "cpu":  # a CPU worker also holds what the kernel and its check allocate
         needed = max(needed, op.peak_bytes(p, itemsize) / share)
     if placement.device == "gpu":
@@ -201,15 +201,16 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         if rate is None:
             return _infeasible(placement, f"{getattr(device, 'name', 'cpu')} has no {job.dtype} support")
         terms["compute_s"] = op.flops(p) / (share * rate)
-        replicated = op.replicated_elements(p)
-        traffic = _per_device(op.traffic_elements(p), replicated, share)
-        working_set = _per_device(op.working_set_elements(p), replicated, share) * itemsize
-        terms["memory_s"] = traffic * itemsize / rates.memory_bandwidth(device, working_set)
+        replicated = op.replicated_elements(p) * itemsize
+        traffic = _per_device(op.traffic_bytes(p, itemsize), replicated, share)
+        working_set = _per_device(op.working_set_bytes(p, itemsize), replicated, share)
+        terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
         if scaled:
-            scale = hw.op_scale(kind, op.name, max(terms["compute_s"], terms["memory_s"]))
+            scale = hw.op_scale(kind, op.scaled_like(terms["compute_s"], terms["memory_s"]),
+                                max(terms["compute_s"], terms["memory_s"]))
             terms["compute_s"] *= scale
             terms["memory_s"] *= scale
-    serial, overlapped = rates.call_overhead_s(device, op.kernels(p), op.kernel)
+    serial, overlapped = rates.call_overhead_s(device, op.kernels(p), op.kernel, eager=op.eager_torch)
     issuers = placement.gpus if placement.device == "gpu" else 1  # one host thread launches on every GPU
     terms["overhead_s"] = serial * issuers
     terms["dispatch_s"] = overlapped * issuers

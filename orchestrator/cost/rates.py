@@ -171,19 +171,20 @@ def peer_bandwidth(gpu: GpuProfile) -> float:
     return h2d_bandwidth(gpu) / 2
 
 
-def call_overhead_s(device: Device, calls: int, kernel: Kernel) -> tuple[float, float]:
+def call_overhead_s(device: Device, calls: int, kernel: Kernel, eager: bool = False) -> tuple[float, float]:
     """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU), as (serial seconds,
     seconds that overlap the device's work). A CPU runs its calls and its work one after the
     other. A GPU's launches are asynchronous: the host issues them while earlier kernels run,
     so only the first launch and the final synchronisation are serial, and the rest overlap
-    the kernels. Training runs PyTorch eager ops, whose per-op dispatch exceeds a NumPy call's."""
+    the kernels. Training, and users' own ops (`eager`), run PyTorch eager ops, whose per-op
+    dispatch exceeds a NumPy call's."""
     torch_op = device.torch_op_overhead_s or TORCH_OP_S
     if isinstance(device, GpuProfile):
         first = device.launch_latency_s or DEFAULT_LAUNCH_S
-        per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if kernel is Kernel.TRAINING else 0.0)
+        per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if kernel is Kernel.TRAINING or eager else 0.0)
         return first, max(calls - 1, 0) * per_call
     per_call = device.dispatch_overhead_s or DEFAULT_DISPATCH_S
-    if kernel is Kernel.TRAINING:
+    if kernel is Kernel.TRAINING or eager:
         per_call = max(per_call, torch_op)
     return calls * per_call, 0.0
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from orchestrator.kernels import KERNELS
+from orchestrator import kernels
 from orchestrator.kernels.base import TORCH_DTYPES, to_device
 from orchestrator.placement import Placement
 
@@ -119,7 +119,7 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
     """Run one job; returns measured_s, every timing, the check and where it ran."""
     _inject_failure(task.get("name"))
     _inject_crash(task.get("name"))
-    kernel = KERNELS[task["op"]]
+    kernel = kernels.get(task["op"])
     p = task["params"]
     placement = Placement.parse(task["placement"])
     devices = devices_for(placement, gpu_ids)

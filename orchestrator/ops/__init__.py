@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestrator.errors import did_you_mean
-from orchestrator.ops import linalg, ml, vector
+from orchestrator.ops import linalg, ml, user, vector
 from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param, Split
 
 _CATALOG: dict[str, Op] = {op.name: op for op in (*vector.OPS, *linalg.OPS, *ml.OPS)}
@@ -15,11 +15,16 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Op:
-    """The op called `name` (or an alias); KeyError with a did-you-mean otherwise."""
+    """The op called `name`: the catalog's (or an alias), a `module:attribute`, or an installed
+    `orch.ops` entry point (`ops/user.py`); KeyError with a one-line reason otherwise."""
     key = ALIASES.get(name, name)
-    if key not in _CATALOG:
-        raise KeyError(f"unknown op '{name}'; {did_you_mean(name, [*_CATALOG, *ALIASES])}")
-    return _CATALOG[key]
+    if key in _CATALOG:
+        return _CATALOG[key]
+    if user.is_user_name(name) or name in user.installed():
+        return user.resolve(name)
+    known = [*_CATALOG, *ALIASES, *user.installed()]
+    raise KeyError(f"unknown op '{name}'; {did_you_mean(name, known)} (your own op: package.module:attribute, "
+                   f"or a name registered in the '{user.ENTRY_POINT_GROUP}' entry points; `orch ops` lists them)")
 
 
 __all__ = ["ITEMSIZE", "WORKLOAD_DTYPES", "Kernel", "Op", "Param", "Split", "get", "names"]

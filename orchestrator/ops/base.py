@@ -53,6 +53,8 @@ class Op(abc.ABC):
     kernel: ClassVar[Kernel]
     split: ClassVar[Split] = Split.NONE
     dtypes: ClassVar[tuple[str, ...]] = WORKLOAD_DTYPES
+    # its calls are PyTorch eager ops, each paying torch's dispatch (users' own ops)
+    eager_torch: ClassVar[bool] = False
     # placement kind (cpu, gpu, multi_gpu, multi_node) → why it cannot run there
     not_supported: ClassVar[dict[str, str]] = {}
 
@@ -82,6 +84,14 @@ class Op(abc.ABC):
 
     def working_set_elements(self, p: dict[str, Any]) -> float:
         return self.input_elements(p) + self.output_elements(p)
+
+    def traffic_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Bytes one execution moves through memory (what the memory term charges)."""
+        return self.traffic_elements(p) * itemsize
+
+    def working_set_bytes(self, p: dict[str, Any], itemsize: int) -> float:
+        """Bytes one execution holds on its device (which cache level or memory serves it)."""
+        return self.working_set_elements(p) * itemsize
 
     def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
         """Host memory a CPU worker holds at the job's peak: the working set, plus the float64
@@ -126,6 +136,11 @@ class Op(abc.ABC):
     def replicated_elements(self, p: dict[str, Any]) -> float:
         """Input elements every device needs whole when split (B of a matmul)."""
         return 0.0
+
+    def scaled_like(self, compute_s: float, memory_s: float) -> str:
+        """Whose measured scale (the profile's op benchmarks) corrects this op's modelled work:
+        its own."""
+        return self.name
 
     def where_not(self, kind: str) -> str | None:
         return self.not_supported.get(kind)

@@ -43,10 +43,16 @@ class Plan:
     makespan_s: float = 0.0
 
 
+# The batch scheduler may move a job off its own best placement to finish the batch sooner, but
+# never to one predicted more than this many times slower for it: on a lent H200 the batch
+# scheduler sent a 1M-element axpy to the GPU at 152x its CPU time "because the CPU was busy".
+MOVE_AT_MOST_SLOWER = 3.0
+
+
 def busy_s(job: Job, prediction: Prediction) -> float:
     """Wall time a job holds its devices: inputs made, warm-up and timed executions, scheduling."""
     op = get_op(job.op)
-    setup = op.working_set_elements(job.params) * ITEMSIZE[job.dtype] / INPUT_GENERATION_BYTES_PER_S
+    setup = op.working_set_bytes(job.params, ITEMSIZE[job.dtype]) / INPUT_GENERATION_BYTES_PER_S
     return setup + (job.warmup + job.repeats) * prediction.predicted_s + TASK_OVERHEAD_S
 
 
@@ -100,7 +106,9 @@ def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced:
         own_objective = jp.job.objective not in (None, "time")  # a job that asked for cost or energy keeps its choice
         if not every or jp.job.placement != "auto" or forced is not None or own_objective:
             return chosen
-        rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates if p.feasible and p is not jp.chosen)
+        limit = jp.chosen.predicted_s * MOVE_AT_MOST_SLOWER  # never somewhere much slower for it
+        rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates
+                      if p.feasible and p is not jp.chosen and p.predicted_s <= limit)
         return chosen + [(Placement.parse(name), busy) for busy, name in rest]
 
     keyed = placed

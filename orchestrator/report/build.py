@@ -132,7 +132,7 @@ def roofline(hw: Hardware, kind: str, rows: list[dict[str, Any]]) -> str:
     for row in rows:
         op = get_op(row["op"])
         flops = op.flops(row["params"])
-        moved = op.traffic_elements(row["params"]) * ITEMSIZE[row["dtype"] or "float32"]
+        moved = op.traffic_bytes(row["params"], ITEMSIZE[row["dtype"] or "float32"])
         points.append((flops / moved if moved else 0.0, flops / row["measured_s"]))
         names.append(f"{row['name']}: {si(flops / row['measured_s'], 'FLOP/s')}")
     chart.scatter("jobs (measured)", points, names)
