@@ -295,3 +295,28 @@ def test_a_job_sizes_openmp_to_its_cores_and_leaves_numpys_blas_pool_alone():
     found = json.loads(done.stdout)
     assert found["torch"] == 2 and found["pools"]["openmp"] == 2
     assert found["pools"].get("openblas", 1) == 1, found
+
+
+def test_the_run_table_keeps_one_line_a_job_at_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.run.render import print_table
+    from orchestrator.run.runner import RunReport
+
+    def job(name, worker):
+        return {"name": name, "placement": "cpu", "predicted_s": 0.0012, "measured_s": 0.0013, "error_pct": -7.7,
+                "status": "ok", "error": None, "workers": [worker]}
+
+    for workers in (["tcp://127.0.0.1:34101"], ["tcp://127.0.0.2:40001", "tcp://127.0.0.3:40002"]):
+        report = RunReport("20261127-121704-ba36", "demo", "dask", "vm",
+                           jobs=[job(f"gemm-sweep[m={m}]", workers[i % len(workers)])
+                                 for i, m in enumerate((512, 1024, 2048))])
+        out = io.StringIO()
+        print_table(report, Console(file=out, width=80))
+        lines = out.getvalue().splitlines()
+        assert all(len(line) <= 80 for line in lines)
+        rows = [line for line in lines if "gemm-sweep" in line]
+        assert len(rows) == 3, out.getvalue()  # no job wraps onto a second line
+        assert all(worker in out.getvalue() for worker in workers)  # spelled out beneath the table

@@ -57,19 +57,29 @@ class Progress:
 
 
 def print_table(report: RunReport, console: Console) -> None:
+    """One line a job at 80 columns: workers are named w1, w2, ... in the table and spelled out
+    beneath it (one worker: no column at all)."""
+    names: dict[str, str] = {}
+    for job in report.jobs:
+        for worker in job["workers"]:
+            names.setdefault(worker, f"w{len(names) + 1}")
     table = Table(title=f"run {report.run_id}: {report.workload} on {report.backend} ({report.profile})",
                   title_justify="left")
-    for column, justify in (("job", "left"), ("placement", "left"), ("predicted", "right"), ("measured", "right"),
-                            ("error", "right"), ("status", "left"), ("worker", "left")):
+    columns = [("job", "left"), ("placement", "left"), ("predicted", "right"), ("measured", "right"),
+               ("error", "right"), ("status", "left")] + ([("worker", "left")] if len(names) > 1 else [])
+    for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")
     for job in report.jobs:
         error = f"{job['error_pct']:+.0f}%" if job["error_pct"] is not None else "-"
         status = job["status"] if job["status"] == "ok" else f"{job['status']}: {job['error']}"
-        table.add_row(*map(Text, (job["name"], job["placement"] or "-", seconds(job["predicted_s"]),
-                                  seconds(job["measured_s"]), error, status, ", ".join(job["workers"]))))
+        cells = [job["name"], job["placement"] or "-", seconds(job["predicted_s"]), seconds(job["measured_s"]), error,
+                 status] + ([",".join(names[w] for w in job["workers"])] if len(names) > 1 else [])
+        table.add_row(*map(Text, cells))
     console.print(table)
     ok = sum(job["status"] == "ok" for job in report.jobs)
     console.print(f"{ok}/{len(report.jobs)} jobs ok")
+    for worker, name in names.items():
+        console.print(Text(f"{name if len(names) > 1 else 'worker'}: {worker}"))
 
 
 @contextlib.contextmanager
