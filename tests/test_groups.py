@@ -180,3 +180,24 @@ def test_the_scheduler_is_told_what_tasks_should_take():
         future.result(timeout=30)
     finally:
         backend.close()
+
+
+def test_an_existing_scheduler_keeps_no_group_journals(tmp_path):
+    """The groups' journals (scheduler events) are dropped when the run ends, so a long-lived
+    scheduler does not keep two events a job."""
+    from distributed import Client
+
+    from tests import clusters
+
+    workload = _dots(tmp_path, "tiny-ext", 30)
+    with clusters.dask_cluster(tmp_path, workers=1) as (address, _procs):
+        clusters.wait_for_workers(address, 1)
+        result = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--address", address, "--format", "json",
+                      timeout=300)
+        with Client(address, timeout=30) as client:
+            left = client.run_on_scheduler(
+                lambda dask_scheduler: [t for t in dask_scheduler._broker._topics if t.startswith("orch-group/")])
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert all(row["detail"]["group"] for row in _rows(report["run_id"]).values())
+    assert left == []

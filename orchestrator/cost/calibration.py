@@ -261,6 +261,10 @@ def samples_from(rows: list[dict[str, Any]], hw: Any) -> list[Sample]:
     for row in rows:
         if row["status"] != "ok" or not row["measured_s"] or not row["placement"]:
             continue
+        try:
+            op = get_op(row["op"])
+        except (KeyError, ValueError):  # a user op no longer installed here: nothing to learn from it
+            continue
         placement = Placement.parse(row["placement"])
         job = Job(name=row["name"], op=row["op"], params=row["params"], dtype=row["dtype"] or "float32",
                   data=row["data"] or "host")
@@ -270,7 +274,7 @@ def samples_from(rows: list[dict[str, Any]], hw: Any) -> list[Sample]:
         t = raw.terms
         found.append(Sample(op=row["op"], device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
                             work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
-                            measured_s=row["measured_s"], flops=max(get_op(row["op"]).flops(row["params"]), 1.0),
+                            measured_s=row["measured_s"], flops=max(op.flops(row["params"]), 1.0),
                             dispatch_s=t["dispatch_s"]))
     return found
 

@@ -14,7 +14,15 @@ Dask's 1,000 events per topic).
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.backends.base import Backend
+from orchestrator.cost.model import TASK_OVERHEAD_S
+from orchestrator.placement import Placement
+from orchestrator.plan.planner import JobPlan, busy_s
 
 GROUP_JOBS_BELOW_S = 2e-3  # a job predicted to hold its worker for less joins a group
 GROUP_TARGET_S = 0.05  # a group fills up to this much predicted work
@@ -62,3 +70,32 @@ def form(jobs: list[Tiny], slots: int, prefix: str) -> list[Group]:
             current.members.append(job.key)
             current.busy_s += cost
     return groups
+
+
+def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPlan], dict[str, Any]], threads: int,
+             slots: int, run_id: str) -> None:
+    """Submit every job in plan order: tiny ones in groups, the rest one task each, after
+    telling the engine what each kind of task should take."""
+    from dask.utils import key_split
+
+    small: list[Tiny] = []
+    durations: dict[str, list[float]] = {}
+    for key, jp in jobs.items():
+        work = busy_s(jp.job, jp.chosen) - TASK_OVERHEAD_S
+        if tiny(work):
+            small.append(Tiny(key, work, (threads, Placement.parse(jp.chosen.placement).gpus)))
+        else:
+            durations.setdefault(key_split(key), []).append(work)
+    formed = form(small, slots, f"orch-group-{run_id}")
+    if formed:
+        durations["orch-group"] = [group.busy_s for group in formed]
+    engine.expect({prefix: statistics.median(times) for prefix, times in durations.items()})
+    leading = {group.members[0]: group for group in formed}
+    grouped = {member for group in formed for member in group.members}
+    for key, jp in jobs.items():
+        if key in leading:
+            group = leading[key]
+            engine.submit_group(group.key, [(member, task_of(jobs[member])) for member in group.members],
+                                cores=threads, gpus=group.shape[1])
+        elif key not in grouped:
+            engine.submit(key, task_of(jp), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)

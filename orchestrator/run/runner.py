@@ -8,7 +8,6 @@ refused before anything runs (exit 3).
 from __future__ import annotations
 
 import platform
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
-from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware
+from orchestrator.cost.model import Hardware
 from orchestrator.errors import EnvironmentUnavailable, InputError, RunInterrupted
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
@@ -229,8 +228,9 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         for key, jp in spread.items():  # each holds several nodes: one at a time, before the rest
             finished([engine.run_spread(key, _task(jp, capacity.cores_per_worker),
                                         Placement.parse(jp.chosen.placement).nodes)])
-        _dispatch(engine, {key: jp for key, jp in by_key.items() if key not in spread}, threads,
-                  capacity.cpu_workers * capacity.cores_per_worker, run_id)
+        groups.dispatch(engine, {key: jp for key, jp in by_key.items() if key not in spread},
+                        lambda jp: _task(jp, threads), threads, capacity.cpu_workers * capacity.cores_per_worker,
+                        run_id)
         for batch in engine.results():
             finished(batch)
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
@@ -250,34 +250,6 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         raise
     finally:
         engine.close()
-
-
-def _dispatch(engine: Backend, jobs: dict[str, JobPlan], threads: int, slots: int, run_id: str) -> None:
-    """Submit every job in plan order: tiny ones in groups (`groups.py`), the rest one task each,
-    after telling the engine what each kind of task should take."""
-    from dask.utils import key_split
-
-    small: list[groups.Tiny] = []
-    durations: dict[str, list[float]] = {}
-    for key, jp in jobs.items():
-        work = busy_s(jp.job, jp.chosen) - TASK_OVERHEAD_S
-        if groups.tiny(work):
-            small.append(groups.Tiny(key, work, (threads, Placement.parse(jp.chosen.placement).gpus)))
-        else:
-            durations.setdefault(key_split(key), []).append(work)
-    formed = groups.form(small, slots, f"orch-group-{run_id}")
-    if formed:
-        durations["orch-group"] = [group.busy_s for group in formed]
-    engine.expect({prefix: statistics.median(times) for prefix, times in durations.items()})
-    leading = {group.members[0]: group for group in formed}
-    grouped = {member for group in formed for member in group.members}
-    for key, jp in jobs.items():
-        if key in leading:
-            group = leading[key]
-            engine.submit_group(group.key, [(member, _task(jobs[member], threads)) for member in group.members],
-                                cores=threads, gpus=group.shape[1])
-        elif key not in grouped:
-            engine.submit(key, _task(jp, threads), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
 
 
 def hardware_data(hw: Hardware) -> dict[str, Any]:
