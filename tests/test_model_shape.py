@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from orchestrator import ops
-from orchestrator.cost.calibration import ANY_DTYPE, Calibration, Factors, fit, samples_from
+from orchestrator.cost.calibration import ANY_DTYPE, Calibration, Factors, fit
+from orchestrator.cost.refit import samples_from
 from orchestrator.cost.model import candidates, combine, predict
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store

@@ -185,7 +185,7 @@ def test_collective_bytes_are_what_gloo_reduces(monkeypatch):
 def test_kmeans_client_rounds_carry_the_modelled_bytes():
     """Multi-node k-means: each iteration every node's partials go to the client and the new
     centroids come back, through the driver's `Nodes` adapter (here one that runs in-process)."""
-    from orchestrator.run import multinode
+    from orchestrator.backends import multinode
 
     class InlineNodes:
         def __init__(self, count: int) -> None:

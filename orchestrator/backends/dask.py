@@ -147,7 +147,7 @@ class DaskBackend(Backend):
                         workers=sorted(workers), hosts=hosts)
 
     def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
-        from orchestrator.run import multinode
+        from orchestrator.backends import multinode
 
         hosts = self._capacity().hosts
         workers = [members[0] for members in list(hosts.values())[:nodes]]

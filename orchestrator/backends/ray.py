@@ -78,7 +78,7 @@ class RayBackend(Backend):
         return [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
 
     def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
-        from orchestrator.run import multinode
+        from orchestrator.backends import multinode
 
         chosen = self._nodes()[:nodes]
         cores = min(int(n["Resources"]["CPU"]) for n in chosen)

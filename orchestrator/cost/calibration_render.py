@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from orchestrator.cost.calibration import Refit
+from orchestrator.cost.refit import Refit
 
 
 def print_table(done: Refit, console: Console) -> None:

@@ -19,7 +19,7 @@ class Kmeans(Op):
     params = {"samples": Param(), "features": Param(), "clusters": Param(), "iterations": Param(default=10)}
     kernel = Kernel.GEMM
     split = Split.DATA_PARALLEL
-    multinode_reduce = "client"  # run/multinode.py: partials to the client every iteration
+    multinode_reduce = "client"  # backends/multinode.py: partials to the client every iteration
 
     def flops(self, p: dict[str, Any]) -> float:
         s, f, c = p["samples"], p["features"], p["clusters"]

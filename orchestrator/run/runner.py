@@ -267,7 +267,7 @@ def hardware_from(data: dict[str, Any]) -> Hardware:
 
 def _learn(hw: Hardware, store: ResultStore, report: RunReport) -> None:
     """Feed this run to the profile's calibration (`orch calibrate` does the same on demand)."""
-    from orchestrator.cost.calibration import refit
+    from orchestrator.cost.refit import refit
 
     uncalibrated = Hardware(hw.name, hw.node, hw.nodes, hw.network)
     done = refit(hw.name, uncalibrated, store)
