@@ -350,3 +350,32 @@ def test_two_runs_at_once_each_say_so_and_neither_is_learnt_from(tmp_path, orch_
         assert any("another orch run is active on this machine" in w for w in result["warnings"]), result["warnings"]
     assert not (orch_home / "calibration" / "cpu-c7i-8xlarge.yaml").exists()
     assert not (other_home / "calibration" / "cpu-c7i-8xlarge.yaml").exists()
+
+
+def test_a_store_of_an_older_orch_is_migrated_and_a_newer_one_refused(orch_home):
+    """Versioned migrations (PRAGMA user_version): a store as the first orch wrote it (no learn,
+    hardware or makespan columns, no version) keeps its rows and gains the columns; a store from
+    a newer orch is refused in one line."""
+    import sqlite3
+
+    from orchestrator.errors import EnvironmentUnavailable
+    from orchestrator.results.store import SCHEMA_V1, SCHEMA_VERSION, ResultStore
+
+    orch_home.mkdir(parents=True, exist_ok=True)
+    path = orch_home / "results.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA_V1)
+    old.execute("INSERT INTO runs (run_id, workload, status, total, started) VALUES ('r1', 'w', 'done', 0, 'then')")
+    old.commit()
+    old.close()
+    with ResultStore() as store:
+        assert store.run("r1")["learn"] == 1 and store.run("r1")["makespan_s"] is None
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with ResultStore() as store:  # opening again changes nothing
+        assert [r.run_id for r in store.runs()] == ["r1"]
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.commit()
+    newer.close()
+    with pytest.raises(EnvironmentUnavailable, match="written by a newer orch"):
+        ResultStore()

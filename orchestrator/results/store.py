@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,8 @@ from typing import Any
 from orchestrator import paths
 from orchestrator.errors import EnvironmentUnavailable
 
-SCHEMA = """
+# The schema as first shipped; later versions are migrations below.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     workload TEXT NOT NULL,
@@ -36,10 +37,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started TEXT NOT NULL,
     finished TEXT,
     pid INTEGER,
-    versions TEXT,
-    learn INTEGER NOT NULL DEFAULT 1,
-    hardware TEXT,
-    makespan_s REAL
+    versions TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     run_id TEXT NOT NULL REFERENCES runs(run_id),
@@ -63,9 +61,45 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (run_id, name)
 );
 """
-NEWER_RUN_COLUMNS = {"learn": "INTEGER NOT NULL DEFAULT 1", "hardware": "TEXT", "makespan_s": "REAL"}
+
+
+def _add_run_column(name: str, kind: str) -> Callable[[sqlite3.Connection], None]:
+    def migrate(db: sqlite3.Connection) -> None:
+        # stores written before versions were kept (user_version 0) may have it already
+        if name not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    return migrate
+
+
+# Migration i takes a store from version i to i + 1 (PRAGMA user_version), in one transaction.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    lambda db: [db.execute(statement) for statement in SCHEMA_V1.split(";") if statement.strip()],  # 0 -> 1
+    _add_run_column("learn", "INTEGER NOT NULL DEFAULT 1"),       # 1 -> 2: --no-learn runs
+    _add_run_column("hardware", "TEXT"),                          # 2 -> 3: what a run was planned for
+    _add_run_column("makespan_s", "REAL"),                        # 3 -> 4: the plan's makespan
+]
+SCHEMA_VERSION = len(MIGRATIONS)
 JOB_COLUMNS = ("name", "position", "op", "params", "dtype", "data", "placement", "predicted_s", "measured_s",
                "times_s", "status", "attempts", "workers", "error", "detail", "started", "finished")
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the store to SCHEMA_VERSION, one migration a transaction; refuse a newer one."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        db.close()
+        raise EnvironmentUnavailable(f"{path}: written by a newer orch (store version {version}; this orch "
+                                     f"reads up to {SCHEMA_VERSION})", fix="upgrade orch, or point ORCH_HOME elsewhere")
+    for step in range(version, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](db)
+            db.execute(f"PRAGMA user_version = {step + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
 
 def now() -> str:
@@ -122,11 +156,7 @@ class ResultStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.row_factory = sqlite3.Row
-        db.executescript(SCHEMA)
-        columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-        for column, kind in NEWER_RUN_COLUMNS.items():  # a store written by an older orch
-            if column not in columns:
-                db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+        _migrate(db, self.path)
         return db
 
     def close(self) -> None:
