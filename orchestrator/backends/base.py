@@ -73,6 +73,7 @@ class History:
 
 class Backend(abc.ABC):
     name: ClassVar[str]
+    reports_deaths: ClassVar[bool] = False  # `deaths()` says why workers died (Dask's nanny plugin)
 
     def __init__(self, address: str | None = None, *, retries: int | None = None, tls: Any = None) -> None:
         self.address = address
@@ -150,15 +151,22 @@ def group_outcomes(entries: list[dict[str, Any]]) -> list[Outcome]:
     return found
 
 
+def read_journal(journal: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """A group's journal read back: the entries of its finished jobs by key, and the executions
+    ({"worker", "time"}) of the jobs started but never finished (each lost with its worker)."""
+    finished = {event["key"]: event["entry"] for event in journal if event["kind"] == "done"}
+    lost: dict[str, list[dict[str, Any]]] = {}
+    for event in journal:
+        if event["kind"] == "start" and event["key"] not in finished:
+            lost.setdefault(event["key"], []).append({"worker": event["worker"], "time": event["time"]})
+    return finished, lost
+
+
 def failed_group(job_keys: list[str], journal: list[dict[str, Any]], error: str, error_type: str) -> list[Outcome]:
     """The engine gave up on a group (its workers kept dying): the jobs it finished keep their
     results (from the journal); those it started fail with the group's error and their lost
     executions; those it never started fail saying so."""
-    finished = {event["key"]: event["entry"] for event in journal if event["kind"] == "done"}
-    starts: dict[str, list[dict[str, Any]]] = {}
-    for event in journal:
-        if event["kind"] == "start" and event["key"] not in finished:
-            starts.setdefault(event["key"], []).append({"worker": event["worker"], "time": event["time"]})
+    finished, starts = read_journal(journal)
     found = []
     for key in job_keys:
         if key in finished:

@@ -32,6 +32,7 @@ WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THRE
 
 class DaskBackend(Backend):
     name = "dask"
+    reports_deaths = True
 
     def __init__(self, address: str | None = None, **options: Any) -> None:
         super().__init__(address, **options)

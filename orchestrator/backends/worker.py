@@ -162,12 +162,9 @@ def run_group(group: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int, ide
     fails never stops its neighbours."""
     import time
 
-    earlier = journal.read()
-    finished = {event["key"]: event["entry"] for event in earlier if event["kind"] == "done"}
-    lost: dict[str, list[dict[str, Any]]] = {}
-    for event in earlier:
-        if event["kind"] == "start" and event["key"] not in finished:
-            lost.setdefault(event["key"], []).append({"worker": event["worker"], "time": event["time"]})
+    from orchestrator.backends.base import read_journal
+
+    finished, lost = read_journal(journal.read())
     entries = []
     for key, task in jobs:
         if key in finished:  # done before a worker died: kept, never run again

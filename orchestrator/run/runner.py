@@ -304,7 +304,7 @@ def _record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: 
                    for o in lost for f in engine.history(o, executions, deaths).failures)
 
     deadline = time.monotonic() + DEATH_REPORT_WAIT_S
-    while lost and unexplained() and time.monotonic() < deadline:
+    while lost and engine.reports_deaths and unexplained() and time.monotonic() < deadline:
         time.sleep(0.05)  # a nanny reports its worker's exit a moment after the scheduler saw it go
         deaths = engine.deaths()
     updates = []
