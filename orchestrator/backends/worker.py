@@ -106,20 +106,24 @@ def run_on_dask(task: dict[str, Any], gpus: int) -> dict[str, Any]:
     return run_task(task, gpus, worker.address)
 
 
-def run_on_ray(task: dict[str, Any], gpus: int, attempt_log: Any) -> dict[str, Any]:
+def _on_ray(gpus: int) -> tuple[str, Callable[[dict[str, Any], list[int] | None], dict[str, Any]]]:
+    """This Ray worker's identity, and how it executes a job: Ray sets CUDA_VISIBLE_DEVICES to
+    the task's GPUs, so ordinals 0..gpus-1 are its own and there is no pool to take them from."""
     import os
 
     import ray
 
-    context = ray.get_runtime_context()
-    identity = f"ray://{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}/pid{os.getpid()}"
-    attempt_log.record.remote(task["key"], identity)  # Ray re-runs a task whose worker died
-    # Ray sets CUDA_VISIBLE_DEVICES to this task's GPUs: ordinals 0..gpus-1 are its own, so no
-    # pool to take them from
     from orchestrator.kernels.harness import execute
 
-    return run_task(task, 0, identity, lambda t, _ids: execute(t, list(range(gpus)) or None))
+    context = ray.get_runtime_context()
+    identity = f"ray://{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}/pid{os.getpid()}"
+    return identity, lambda task, _ids: execute(task, list(range(gpus)) or None)
 
+
+def run_on_ray(task: dict[str, Any], gpus: int, attempt_log: Any) -> dict[str, Any]:
+    identity, run = _on_ray(gpus)
+    attempt_log.record.remote(task["key"], identity)  # Ray re-runs a task whose worker died
+    return run_task(task, 0, identity, run)
 
 
 # --- groups: many tiny jobs in one engine task ----------------------------------------------
@@ -225,13 +229,5 @@ class RayJournal(Journal):
 
 def run_group_on_ray(group_key: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int,
                      attempt_log: Any) -> list[dict[str, Any]]:
-    import os
-
-    import ray
-
-    from orchestrator.kernels.harness import execute
-
-    context = ray.get_runtime_context()
-    identity = f"ray://{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}/pid{os.getpid()}"
-    return run_group(group_key, jobs, 0, identity, RayJournal(attempt_log, group_key),
-                     lambda t, _ids: execute(t, list(range(gpus)) or None))
+    identity, run = _on_ray(gpus)
+    return run_group(group_key, jobs, 0, identity, RayJournal(attempt_log, group_key), run)
