@@ -135,3 +135,37 @@ def test_host_data_moves_at_the_measured_pageable_rate_for_its_size():
         assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(times, times[1:]))
     without_curve = GpuProfile(index=0, name="g", h2d_bandwidth=55e9, d2h_bandwidth=50e9)
     assert d2h_bandwidth(without_curve, nbytes=mib) < d2h_bandwidth(without_curve)
+
+
+def test_sorting_is_priced_at_the_measured_topk_rate_and_grows_with_k():
+    """A top-k compares rather than computes: its elements at the profile's measured per-element
+    rate for that k (log-linear between measured ks, linear beyond, never above a full sort),
+    and nothing where a profile measured none."""
+    from orchestrator.cost.rates import selection_s
+    from orchestrator.ops import Selection
+    from orchestrator.profile.model import GpuProfile
+
+    device = GpuProfile(index=0, name="g", topk_s_per_element={1: 1e-9, 16: 2e-9, 64: 4e-9}, sort_s_per_element=2e-8)
+    one = [selection_s(device, (Selection(1e6, k),)) for k in (1, 4, 16, 64, 256, 100_000)]
+    assert one[0] == pytest.approx(1e-3) and one[2] == pytest.approx(2e-3) and one[3] == pytest.approx(4e-3)
+    assert all(later >= earlier for earlier, later in zip(one, one[1:]))
+    assert one[-1] == pytest.approx(selection_s(device, (Selection(1e6, None),))) == pytest.approx(2e-2)
+    assert selection_s(GpuProfile(index=0, name="bare"), (Selection(1e6, 16),)) == 0.0
+
+
+def test_a_cpu_call_costs_a_torch_call_through_the_harness_where_measured():
+    """The kernels call torch, not NumPy: a tiny CPU job pays the measured torch call
+    (`torch_call_s`), a profile without it NumPy's dispatch as before; training keeps autograd's
+    per-op figure."""
+    from orchestrator.cost.rates import call_overhead_s
+    from orchestrator.ops import Kernel
+    from orchestrator.profile.model import CpuProfile
+
+    old = CpuProfile(cores_physical=2, cores_logical=2, memory_total_bytes=1 << 30, dispatch_overhead_s=3e-7,
+                     torch_op_overhead_s=1.5e-5)
+    new = old.model_copy(update={"torch_call_s": 4e-6})
+    assert call_overhead_s(old, 2, Kernel.STREAM) == (pytest.approx(6e-7), 0.0)
+    assert call_overhead_s(new, 2, Kernel.STREAM) == (pytest.approx(8e-6), 0.0)
+    assert call_overhead_s(new, 6, Kernel.GEMM, eager=True)[0] == pytest.approx(2.4e-5)
+    assert call_overhead_s(old, 6, Kernel.GEMM, eager=True)[0] == pytest.approx(9e-5)
+    assert call_overhead_s(new, 9, Kernel.TRAINING)[0] == pytest.approx(1.35e-4)

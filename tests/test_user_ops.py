@@ -78,6 +78,9 @@ def test_flops_are_counted_on_meta_and_bytes_read_from_the_shapes(in_process):
     norm = ops.get("rmsnorm")
     assert norm.flops({"rows": 3, "cols": 10}) == 120 and norm.traffic_bytes({"rows": 3, "cols": 10}, 4) == 4 * 7 * 30
     assert attention.kernels(p) == 1 and norm.kernels({"rows": 3, "cols": 10}) == 6  # torch calls that write
+    # a top-k has no FLOPs but compares: its call is seen on meta, with the elements it sorts and its k
+    assert topk.selections({"rows": 10, "cols": 100, "k": 8}) == (ops.Selection(1000.0, 8),)
+    assert attention.selections(p) == () and norm.selections({"rows": 3, "cols": 10}) == ()
 
 
 def test_tiny_on_the_cpu_huge_on_the_gpu_never_faster_than_the_hardware(env, tmp_path):
@@ -111,9 +114,9 @@ def test_every_job_runs_checks_and_is_predicted_within_half_at_the_median(env, m
     jobs = json.loads(result.stdout)["jobs"]
     assert len(jobs) == 7 and all(job["status"] == "ok" for job in jobs)
     errors = [abs(job["error_pct"]) for job in jobs]
-    # the issue asks 50%; on this 2-core VM three runs gave medians of 42%, 60% and 44% (tiny jobs
-    # run cold and vary 2x between runs; a top-k's comparisons are not modelled): held to 65% here
-    assert statistics.median(errors) <= 65, [(j["name"], round(j["error_pct"])) for j in jobs]
+    # the issue's 50%: three runs here gave medians of 22%, 14% and 12% (a top-k priced at the
+    # profile's measured top-k rate, each eager call at a torch call through the harness)
+    assert statistics.median(errors) <= 50, [(j["name"], round(j["error_pct"])) for j in jobs]
     from orchestrator.results.store import ResultStore
 
     store = ResultStore()

@@ -210,6 +210,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
                                 max(terms["compute_s"], terms["memory_s"]))
             terms["compute_s"] *= scale
             terms["memory_s"] *= scale
+        # sorting compares rather than computes: its own measured rate, on top of any FLOPs
+        terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
     serial, overlapped = rates.call_overhead_s(device, op.kernels(p), op.kernel, eager=op.eager_torch)
     issuers = placement.gpus if placement.device == "gpu" else 1  # one host thread launches on every GPU
     terms["overhead_s"] = serial * issuers

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 import math
 
-from orchestrator.ops import Kernel
+from orchestrator.ops import Kernel, Selection
 from orchestrator.profile.model import CpuProfile, GpuProfile
 
 Device = CpuProfile | GpuProfile
@@ -174,19 +174,41 @@ def peer_bandwidth(gpu: GpuProfile) -> float:
 def call_overhead_s(device: Device, calls: int, kernel: Kernel, eager: bool = False) -> tuple[float, float]:
     """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU), as (serial seconds,
     seconds that overlap the device's work). A CPU runs its calls and its work one after the
-    other. A GPU's launches are asynchronous: the host issues them while earlier kernels run,
-    so only the first launch and the final synchronisation are serial, and the rest overlap
-    the kernels. Training, and users' own ops (`eager`), run PyTorch eager ops, whose per-op
-    dispatch exceeds a NumPy call's."""
+    other, each a torch call through the harness (`torch_call_s`; NumPy's dispatch where a
+    profile predates it). A GPU's launches are asynchronous: the host issues them while earlier
+    kernels run, so only the first launch and the final synchronisation are serial, and the rest
+    overlap the kernels. Training runs autograd's eager ops (`torch_op_overhead_s`, measured in
+    a training step); users' own ops (`eager`) run plain eager calls, each a torch call."""
     torch_op = device.torch_op_overhead_s or TORCH_OP_S
     if isinstance(device, GpuProfile):
         first = device.launch_latency_s or DEFAULT_LAUNCH_S
         per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if kernel is Kernel.TRAINING or eager else 0.0)
         return first, max(calls - 1, 0) * per_call
-    per_call = device.dispatch_overhead_s or DEFAULT_DISPATCH_S
-    if kernel is Kernel.TRAINING or eager:
+    torch_call = device.torch_call_s
+    per_call = torch_call or device.dispatch_overhead_s or DEFAULT_DISPATCH_S
+    if kernel is Kernel.TRAINING or (eager and not torch_call):
         per_call = max(per_call, torch_op)
     return calls * per_call, 0.0
+
+
+def selection_s(device: Device, selections: tuple[Selection, ...]) -> float:
+    """Seconds of sort-family work at the profile's measured rates: per element at the call's k
+    (log-linear between measured ks, linear beyond the largest, never above a full sort's rate);
+    0 where the profile measured none (reference profiles: such an op is priced by its bytes)."""
+    measured = sorted(device.topk_s_per_element.items())
+    full = device.sort_s_per_element
+    seconds = 0.0
+    for selection in selections:
+        if selection.k is None or not measured:
+            per_element = full or 0.0
+        elif selection.k <= measured[-1][0] or len(measured) == 1:
+            per_element = log_interpolate([(float(k), s) for k, s in measured], selection.k)
+        else:
+            (k0, s0), (k1, s1) = measured[-2:]
+            per_element = s1 + (s1 - s0) / (k1 - k0) * (selection.k - k1)
+            per_element = min(per_element, full) if full else per_element
+        seconds += selection.elements * per_element
+    return seconds
 
 
 def python_element_s(cpu: CpuProfile) -> float:

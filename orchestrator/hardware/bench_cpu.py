@@ -120,6 +120,16 @@ def cache_bandwidth(llc_bytes: int | None, *, min_time_s: float) -> float | None
     return 2 * n * 4 / best_seconds(lambda: dst.copy_(src), min_time_s=min_time_s, min_samples=10)
 
 
+def torch_call_s() -> float:
+    """Median seconds of one execution of a 16-element dot through orch's harness on the CPU,
+    warm (200 timed after 20): a torch call and the harness's own steps, nothing else."""
+    from orchestrator.kernels.harness import execute
+
+    result = execute({"op": "dot", "params": {"n": 16}, "dtype": "float32", "repeats": 200, "warmup": 20,
+                      "data": "host", "placement": "cpu", "seed": 0, "threads": None})
+    return result["measured_s"]
+
+
 def torch_op_overhead_s(device: str = "cpu") -> float:
     """Seconds per PyTorch eager op in a training step, from the real training kernel on a
     model so small that only the per-op cost is left (9 ops per layer + 6 per step): the
@@ -140,3 +150,21 @@ def torch_op_overhead_s(device: str = "cpu") -> float:
     if per_step <= 0:  # disturbed: fall back to the long run's average, fixed costs included
         per_step = long / 80
     return per_step / (9 * layers + 6)
+
+
+SELECT_ROWS, SELECT_ROW = 512, 4096  # 8 MiB of float32: the rows a row-wise top-k works on
+SELECT_KS = (1, 16, 64)
+
+
+def selection_s_per_element(device: str = "cpu", *, min_time_s: float) -> tuple[dict[int, float], float]:
+    """Seconds per element of torch.topk along rows, at each of SELECT_KS, and of a full sort
+    of the same rows: the cost of sorting work, which has no FLOPs to count."""
+    import torch
+
+    x = torch.randn(SELECT_ROWS, SELECT_ROW, generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    elements = x.numel()
+    topk = {k: best_seconds(lambda k=k: torch.topk(x, k, dim=1), min_time_s=min_time_s, sync=sync) / elements
+            for k in SELECT_KS}
+    full = best_seconds(lambda: torch.sort(x, dim=1), min_time_s=min_time_s, sync=sync) / elements
+    return topk, full

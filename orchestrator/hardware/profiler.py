@@ -27,7 +27,8 @@ def cpu_gemm_dtypes(cpu: CpuProfile) -> list[str]:
 
 
 # step() calls outside the GEMM ladders and op kernels, for the progress bar's total
-CPU_FIXED_STEPS = 5  # memory bandwidth, dispatch, cache bandwidth, pytorch op, python loop
+# memory bandwidth, dispatch, torch call, cache bandwidth, pytorch op, top-k and sort, python loop
+CPU_FIXED_STEPS = 7
 GPU_FIXED_STEPS = 4  # memory bandwidth, host<->device, pageable copies by size, launch latency
 
 
@@ -56,6 +57,8 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
         plan.stream_bytes, min_time_s=plan.min_time_s)
     step("cpu dispatch overhead")
     cpu.dispatch_overhead_s = bench_cpu.dispatch_overhead_s(min_time_s=plan.min_time_s)
+    step("cpu torch call through the harness")
+    cpu.torch_call_s = bench_cpu.torch_call_s()
     step("cpu cache bandwidth")
     cached = bench_cpu.cache_bandwidth(cpu.cache_bytes.get("l3") or cpu.cache_bytes.get("l2"), min_time_s=plan.min_time_s)
     dram = max(cpu.memory_bandwidth or 0.0, cpu.memory_bandwidth_triad or 0.0)
@@ -65,6 +68,8 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     cpu.cache_bandwidth = cached
     step("pytorch per-op overhead")
     cpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s("cpu")
+    step("cpu top-k and sort")
+    cpu.topk_s_per_element, cpu.sort_s_per_element = bench_cpu.selection_s_per_element("cpu", min_time_s=plan.min_time_s)
     for op, references in bench_ops.CPU_REFERENCE.items():
         step(f"cpu {op} kernel")
         cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical) for params in references]
@@ -134,6 +139,9 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
         if device.type == "cuda":
             step(f"gpu{gpu.index} pytorch per-op overhead")
             gpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s(str(device))
+            step(f"gpu{gpu.index} top-k and sort")
+            gpu.topk_s_per_element, gpu.sort_s_per_element = bench_cpu.selection_s_per_element(
+                str(device), min_time_s=plan.min_time_s)
             for op, references in bench_ops.GPU_REFERENCE.items():
                 step(f"gpu{gpu.index} {op} kernel")
                 gpu.op_benchmarks[op] = [bench_ops.measure(op, params, "gpu", None, [gpu.index])
@@ -154,7 +162,7 @@ def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool, cuda: boo
     cpu_steps = (sum(len(cpu_plan.sizes_for(dtype)) for dtype in cpu_gemm_dtypes(cpu))
                  + CPU_FIXED_STEPS + len(bench_ops.CPU_REFERENCE))
     gpu_steps = (len(bench_gpu.GPU_DTYPES) * len(gpu_plan.gemm_sizes) + GPU_FIXED_STEPS
-                 + (1 + len(bench_ops.GPU_REFERENCE) if cuda else 0))
+                 + (2 + len(bench_ops.GPU_REFERENCE) if cuda else 0))  # + pytorch op, top-k and sort
     return cpu_steps + len(usable) * gpu_steps + (len(usable) > 1)
 
 

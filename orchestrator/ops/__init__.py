@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from orchestrator.errors import did_you_mean
 from orchestrator.ops import linalg, ml, user, vector
-from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param, Split
+from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param, Selection, Split
 
 _CATALOG: dict[str, Op] = {op.name: op for op in (*vector.OPS, *linalg.OPS, *ml.OPS)}
 ALIASES = {"gemm": "matmul", "bmm": "batched_matmul", "inner": "dot", "reduce_sum": "sum"}
@@ -27,4 +27,4 @@ def get(name: str) -> Op:
                    f"or a name registered in the '{user.ENTRY_POINT_GROUP}' entry points; `orch ops` lists them)")
 
 
-__all__ = ["ITEMSIZE", "WORKLOAD_DTYPES", "Kernel", "Op", "Param", "Split", "get", "names"]
+__all__ = ["ITEMSIZE", "WORKLOAD_DTYPES", "Kernel", "Op", "Param", "Selection", "Split", "get", "names"]

@@ -44,6 +44,15 @@ class Param:
     kind: str = "size"   # "size" | "size_list"
 
 
+@dataclass(frozen=True)
+class Selection:
+    """One sort-family call: `elements` compared, the `k` largest or smallest kept along rows
+    (None: a full sort)."""
+
+    elements: float
+    k: int | None = None
+
+
 class Op(abc.ABC):
     """One entry of the catalog. Subclasses are a handful of class attributes and formulas."""
 
@@ -102,6 +111,11 @@ class Op(abc.ABC):
     def kernels(self, p: dict[str, Any]) -> int:
         """Library calls / kernel launches per execution (each pays dispatch or launch latency)."""
         return 1
+
+    def selections(self, p: dict[str, Any]) -> tuple[Selection, ...]:
+        """The sorting work an execution does (top-k, sort): comparisons, not FLOPs, priced at
+        the profile's measured selection rate. The catalog's ops sort nothing."""
+        return ()
 
     def calls(self, p: dict[str, Any], device: str) -> int:
         """GEMM-like calls the compute is made of: each runs at the measured rate for its share of

@@ -18,11 +18,13 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param
+from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param, Selection
 
 ENTRY_POINT_GROUP = "orch.ops"
 REQUIRED = ("params", "make_inputs", "run")
 PLACEMENTS = ("cpu", "gpu")
+# torch calls that compare rather than compute: name -> position of their k (None: a full sort)
+SORTING = {"topk": 1, "kthvalue": 1, "sort": None, "argsort": None, "msort": None}
 
 
 class UserOpError(KeyError):
@@ -97,6 +99,7 @@ class Footprint:
     output_elements: float
     launches: int
     traffic_bytes: float  # every operand read and result written by each call run makes
+    selections: tuple[Selection, ...] = ()  # its sort-family calls
 
 
 class UserOp(Op):
@@ -172,6 +175,9 @@ class UserOp(Op):
     def kernels(self, p: dict[str, Any]) -> int:
         return self.footprint(p).launches
 
+    def selections(self, p: dict[str, Any]) -> tuple[Selection, ...]:
+        return self.footprint(p).selections
+
 
 def _frozen(p: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in p.items()))
@@ -205,10 +211,14 @@ def _footprint(op: UserOp, frozen: tuple[tuple[str, Any], ...], itemsize: int) -
             super().__init__()
             self.calls = 0
             self.moved = 0.0
+            self.selections: list[Selection] = []
 
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             out = func(*args, **(kwargs or {}))
             written = [t for t in _tensors(out) if t._base is None]
+            name = getattr(func, "__name__", "")
+            if name in SORTING and written:
+                self.selections.append(_selection(name, args, kwargs or {}))
             if written:
                 self.calls += 1
                 self.moved += sum(t.numel() * t.element_size() for t in [*_tensors([args, kwargs or {}]), *written])
@@ -235,7 +245,17 @@ def _footprint(op: UserOp, frozen: tuple[tuple[str, Any], ...], itemsize: int) -
         input_elements=float(sum(t.numel() for t in ins)),
         output_elements=float(sum(t.numel() for t in outs)),
         launches=max(counter.calls, 1),
-        traffic_bytes=max(counter.moved, 1.0))
+        traffic_bytes=max(counter.moved, 1.0),
+        selections=tuple(counter.selections))
+
+
+def _selection(name: str, args: tuple, kwargs: dict) -> Selection:
+    """A sort-family call's work: the elements of the tensor it sorts, and its k."""
+    first = _tensors(args[:1])
+    elements = float(first[0].numel()) if first else 0.0
+    at = SORTING[name]
+    k = kwargs.get("k", args[at] if at is not None and len(args) > at else None)
+    return Selection(elements, int(k) if isinstance(k, int) and k > 0 else None)
 
 
 def describe(op: Op) -> dict[str, Any]:

@@ -79,6 +79,10 @@ class _Device(_Strict):
     cache_bandwidth: PositiveFloat | None = None
     # PyTorch's cost per eager op inside a training step (forward, backward, optimiser).
     torch_op_overhead_s: PositiveFloat | None = None
+    # Sorting, which compares rather than computes: seconds per element of torch.topk along
+    # rows of SELECT_ROW elements, by k, and of a full sort of such rows.
+    topk_s_per_element: dict[PositiveInt, PositiveFloat] = Field(default_factory=dict)
+    sort_s_per_element: PositiveFloat | None = None
     op_benchmarks: dict[str, list[OpBenchmark]] = Field(default_factory=dict)
     power_w: PositiveFloat | None = None
 
@@ -100,6 +104,10 @@ class CpuProfile(_Device):
     cgroup: CgroupLimits | None = None
     memory_bandwidth_triad: PositiveFloat | None = None
     dispatch_overhead_s: PositiveFloat | None = None
+    # One execution of the smallest torch kernel through orch's harness (one torch call, the
+    # harness's own steps): what a catalog kernel's call, and each of a user op's eager calls,
+    # costs on this CPU. NumPy's dispatch_overhead_s is far less, and no kernel calls NumPy.
+    torch_call_s: PositiveFloat | None = None
     python_loop_s_per_element: PositiveFloat | None = None
     python_loop_dot: LoopVsVector | None = None
 

@@ -53,7 +53,9 @@ def _cpu_rows(cpu: CpuProfile) -> list[tuple[str, str]]:
         *_curve(cpu),
         ("memory bandwidth", f"copy {si(cpu.memory_bandwidth, 'B/s')}, triad {si(cpu.memory_bandwidth_triad, 'B/s')}"),
         ("cache bandwidth", si(cpu.cache_bandwidth, "B/s")),
-        ("dispatch overhead", f"numpy {seconds(cpu.dispatch_overhead_s)}, pytorch op {seconds(cpu.torch_op_overhead_s)}"),
+        ("dispatch overhead", f"numpy {seconds(cpu.dispatch_overhead_s)}, torch call {seconds(cpu.torch_call_s)}, "
+                              f"training op {seconds(cpu.torch_op_overhead_s)}"),
+        *_selection_rows(cpu),
         *_op_rows(cpu),
     ]
     if cpu.cgroup and (cpu.cgroup.cpu_quota_cores or cpu.cgroup.memory_limit_bytes):
@@ -64,6 +66,13 @@ def _cpu_rows(cpu: CpuProfile) -> list[tuple[str, str]]:
         rows.append(("python loop vs numpy dot",
                      f"n={loop.n}: {seconds(loop.loop_s)} vs {seconds(loop.vectorized_s)} ({loop.speedup:.0f}x)"))
     return rows
+
+
+def _selection_rows(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
+    if not device.topk_s_per_element:
+        return []
+    topk = ", ".join(f"k={k} {seconds(s)}" for k, s in sorted(device.topk_s_per_element.items()))
+    return [("top-k, sort / element", f"{topk}; sort {seconds(device.sort_s_per_element)}")]
 
 
 def _gpu_rows(gpu: GpuProfile) -> list[tuple[str, str]]:
@@ -85,6 +94,7 @@ def _gpu_rows(gpu: GpuProfile) -> list[tuple[str, str]]:
         ("host->device", f"pinned {si(gpu.h2d_bandwidth, 'B/s')}, pageable {si(gpu.h2d_bandwidth_pageable, 'B/s')}"),
         ("device->host", f"pinned {si(gpu.d2h_bandwidth, 'B/s')}, pageable {si(gpu.d2h_bandwidth_pageable, 'B/s')}"),
         ("launch latency", seconds(gpu.launch_latency_s)),
+        *_selection_rows(gpu),
         *_op_rows(gpu),
     ]
     if gpu.p2p_bandwidth:
