@@ -10,6 +10,11 @@
 4. For each held-out job: |predicted - measured| / measured with the calibration (what
    `orch run` predicted) and without it (the same model, factors left out).
 
+5. With `--noise`, a second `--no-learn` run of the held-out workload straight after the first:
+   noise = |first - second| / second per job, and the limits issue 13 sets from it: median
+   error within max(10%, 1.25 x noise median), p90 within max(25%, 1.25 x noise p90), and the
+   calibrated median at least 20% below the uncalibrated one.
+
 Prints the median and 90th percentile of both, per op and overall. `--placement gpu` runs both
 workloads there (default: where orch's plan puts each job). Everything is written under a
 temporary ORCH_HOME.
@@ -73,6 +78,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, default=ROOT / "workloads/calibration-heldout.yaml")
     parser.add_argument("--placement", help="run every job of both workloads here (default: orch's plan)")
     parser.add_argument("--json", type=Path, help="write every held-out job's errors here")
+    parser.add_argument("--noise", action="store_true", help="run the held-out workload twice: the noise limits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="orch-accuracy-") as home:
         env = {**os.environ, "ORCH_HOME": home}
@@ -86,6 +92,12 @@ def main() -> None:
                                   "--format", "json", env=env).stdout)
         heldout["path"] = str(args.heldout)
         rows = errors(heldout, profile, env)
+        noise = []
+        if args.noise:
+            again = json.loads(orch("run", str(args.heldout), "--profile", str(profile), *forced, "--no-learn",
+                                    "--format", "json", env=env).stdout)
+            second = {j["name"]: j["measured_s"] for j in again["jobs"] if j["status"] == "ok"}
+            noise = [abs(r["measured_s"] - second[r["name"]]) / second[r["name"]] for r in rows if r["name"] in second]
     print(f"training: {calibration['before']['jobs']} jobs; in-sample median error "
           f"{calibration['before']['median']:.1%} -> {calibration['after']['median']:.1%}")
     print(f"held-out: {len(rows)} jobs            median     p90")
@@ -95,8 +107,19 @@ def main() -> None:
               f"calibrated {summary([r['calibrated'] for r in mine])}")
     print(f"  {'all':16} uncalibrated {summary([r['uncalibrated'] for r in rows])}   "
           f"calibrated {summary([r['calibrated'] for r in rows])}")
+    if noise:
+        median_limit = max(0.10, 1.25 * statistics.median(noise))
+        p90_limit = max(0.25, 1.25 * float(np.percentile(noise, 90)))
+        calibrated = [r["calibrated"] for r in rows]
+        uncalibrated = [r["uncalibrated"] for r in rows]
+        gain = 1 - statistics.median(calibrated) / statistics.median(uncalibrated)
+        print(f"noise (two held-out runs): {summary(noise)}")
+        print(f"limits: median {statistics.median(calibrated):.1%} <= {median_limit:.1%}: "
+              f"{statistics.median(calibrated) <= median_limit}; p90 {np.percentile(calibrated, 90):.1%} <= "
+              f"{p90_limit:.1%}: {np.percentile(calibrated, 90) <= p90_limit}; median {gain:.0%} better than "
+              f"uncalibrated (>= 20%): {gain >= 0.2}")
     if args.json:
-        args.json.write_text(json.dumps({"calibration": calibration, "heldout": rows}, indent=2))
+        args.json.write_text(json.dumps({"calibration": calibration, "heldout": rows, "noise": noise}, indent=2))
 
 
 if __name__ == "__main__":

@@ -54,6 +54,13 @@ def fields_at(model: type[BaseModel], loc: list[Any]) -> list[str]:
     return list(current.model_fields) if current is not None else []
 
 
+def _field_loc(loc: Iterable[Any]) -> list[Any]:
+    """The location without pydantic's validator and union-member tags (`function-after`,
+    `constrained-int`, `literal['auto']`)."""
+    return [p for p in loc if not (isinstance(p, str) and (p.startswith(("function-", "literal[")) or
+                                                           p in ("constrained-int", "int", "str", "float")))]
+
+
 def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) -> tuple[list[Any], str]:
     """(field location, message) of the most useful error; unknown keys get a 'did you mean'.
 
@@ -62,7 +69,7 @@ def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) ->
     errors = exc.errors()
     # A misspelt key also shows up as a missing one; the unknown key is the useful message.
     err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    loc = _field_loc(err["loc"])
     if err["type"] == "extra_forbidden":
         valid = fields_at(model, loc[:-1]) if model is not None else []
         hint = f"; {did_you_mean(str(loc[-1]), valid)}" if valid else ""
@@ -74,6 +81,9 @@ def first_problem(exc: ValidationError, model: type[BaseModel] | None = None) ->
         field_name, _, message = message.partition(": ")
         loc = [field_name]
         return loc, message
+    alternatives = [e for e in errors if e is not err and _field_loc(e["loc"]) == loc and e["type"] == "literal_error"]
+    if alternatives:  # a union such as `repeats: 3 | auto`: say both
+        message += ", or " + str(alternatives[0].get("ctx", {}).get("expected", ""))
     given = err.get("input")
     shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {_clip(repr(given))})"
     if err["type"] == "literal_error" and isinstance(given, str):

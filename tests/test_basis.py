@@ -1,39 +1,89 @@
-"""The contract's `basis`: which part of orch answered a plan. `fit` where calibration factors
-learnt from recorded runs apply, `model` on a fresh ORCH_HOME (no `history` tier yet)."""
+"""The contract's `basis`: which tier of orch answered a plan. `model` on a fresh ORCH_HOME;
+after one run, `history` for each job at the very size it ran, `fit` for its op at other sizes
+of the same dtype, and `model` again for a dtype never run and for sizes far outside the run's."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import yaml
 
+from orchestrator.cost.calibration import Factors
 from tests.cli import orch
 
+PROFILE = "cpu-c7i-8xlarge"
 
-def test_plan_says_model_then_fit(tmp_path, orch_home):
-    workload = tmp_path / "w.yaml"
-    workload.write_text("version: 1\nname: w\njobs:\n  - {name: d, op: dot, n: 2M, repeats: 5}\n"
-                        "  - {name: c, op: cholesky, n: 384, repeats: 5}\n")
-    other = tmp_path / "other.yaml"
-    other.write_text("version: 1\nname: o\njobs:\n  - {name: d, op: dot, n: 3M}\n  - {name: c, op: cholesky, n: 512}\n")
 
-    def plan(path) -> dict[str, dict]:
-        result = orch("plan", str(path), "--profile", "cpu-c7i-8xlarge", "--format", "json")
-        assert result.returncode == 0, result.stderr
-        return {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
+def _plan(path) -> dict[str, dict]:
+    result = orch("plan", str(path), "--profile", PROFILE, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
 
-    before = plan(workload)
+
+def _workload(folder, name: str, jobs: str):
+    path = folder / f"{name}.yaml"
+    path.write_text(f"version: 1\nname: {name}\njobs:\n{jobs}")
+    return path
+
+
+def test_plan_says_model_then_history_at_the_size_run_and_fit_at_others(tmp_path, orch_home):
+    ran_path = _workload(tmp_path, "w", "  - {name: d, op: dot, n: 200K, repeats: 5}\n"
+                                        "  - {name: c, op: cholesky, n: 384, repeats: 5}\n")
+    other = _workload(tmp_path, "o", "  - {name: d, op: dot, n: 300K}\n  - {name: c, op: cholesky, n: 512}\n"
+                                     "  - {name: d64, op: dot, n: 200K, dtype: float64}\n"
+                                     "  - {name: far, op: dot, n: 1G}\n")
+    before = _plan(ran_path)
     assert {job["basis"] for job in before.values()} == {"model"}  # a fresh ORCH_HOME
-    ran = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--format", "json")
+    uncalibrated = _plan(other)
+    ran = orch("run", str(ran_path), "--profile", PROFILE, "--format", "json")
     assert ran.returncode == 0, ran.stderr
-    assert {job["basis"] for job in plan(other).values()} == {"fit"}  # learnt from the run, at other sizes
-    after = plan(workload)
-    learnt = yaml.safe_load((orch_home / "calibration" / "cpu-c7i-8xlarge.yaml").read_text())
+    measured = {job["name"]: job for job in json.loads(ran.stdout)["jobs"]}
+
+    after = _plan(ran_path)
+    for name in ("d", "c"):
+        assert after[name]["basis"] == "history"
+        # the median of its executions (none of 5 is 3 MADs out in a quiet run; if one is, the
+        # median of the rest stays within the range measured)
+        times = sorted(measured[name]["times_s"])
+        assert times[0] <= after[name]["predicted_s"] <= times[-1]
+
+    elsewhere = _plan(other)
+    assert elsewhere["d"]["basis"] == "fit" and elsewhere["c"]["basis"] == "fit"
+    assert elsewhere["d64"]["basis"] == "model"  # float64 never borrows float32's factors
+    assert elsewhere["far"]["basis"] == "model"  # 3.7 decades past the work it was fitted on
+    assert elsewhere["far"]["predicted_s"] == pytest.approx(uncalibrated["far"]["predicted_s"], rel=1e-6)
+    learnt = yaml.safe_load((orch_home / "calibration" / f"{PROFILE}.yaml").read_text())
     for name, op in (("d", "dot"), ("c", "cholesky")):
-        groups = {g["dtype"]: g for g in learnt["groups"] if g["op"] == op and g["device"] == "cpu"}
-        factors = groups.get("float32") or groups["*"]  # as Calibration.factors looks them up
-        old, new = before[name]["candidates"][0]["terms"], after[name]["candidates"][0]["terms"]
-        assert after[name]["basis"] == "fit"
-        assert new["compute_s"] == pytest.approx(old["compute_s"] * factors["work"], rel=1e-3)
-        assert new["overhead_s"] == pytest.approx(old["overhead_s"] * factors["overhead"], rel=1e-3)
+        group = next(g for g in learnt["groups"] if g["op"] == op and g["device"] == "cpu" and g["dtype"] == "float32")
+        old, new = uncalibrated[name]["candidates"][0]["terms"], elsewhere[name]["candidates"][0]["terms"]
+        work, reaches = Factors(**group).work_at(max(old["compute_s"], old["memory_s"]))
+        assert reaches and math.isclose(new["overhead_s"], old["overhead_s"] * group["overhead"], rel_tol=1e-3)
+        assert max(new["compute_s"], new["memory_s"]) == pytest.approx(
+            max(old["compute_s"], old["memory_s"]) * work, rel=1e-3)
+
+
+def test_fit_fades_to_the_model_outside_its_sizes_and_never_falls_with_more_work():
+    group = Factors(op="dot", device="cpu", dtype="float32", samples=3, sizes=3, overhead=1.0, work=3.0,
+                    median_error_before=0, median_error_after=0, work_min_s=1e-4, work_max_s=1e-3)
+    assert group.work_at(5e-4) == (3.0, True) and group.work_at(1e-2) == (3.0, True)  # within a decade: held
+    fading = group.work_at(1e-1)
+    assert fading[0] == pytest.approx(3.0 ** 0.5) and fading[1]
+    assert group.work_at(1.0) == (1.0, False) and group.work_at(1e-7) == (1.0, False)
+    works = [10 ** (e / 4) for e in range(-32, 4)]
+    times = [w * group.work_at(w)[0] for w in works]
+    assert all(later >= earlier for earlier, later in zip(times, times[1:]))
+    huge = group.model_copy(update={"work": math.exp(7)})  # a factor too large to fade in 2 decades monotonely
+    times = [w * huge.work_at(w)[0] for w in works]
+    assert all(later >= earlier * (1 - 1e-12) for earlier, later in zip(times, times[1:]))
+
+
+def test_history_drops_outliers_and_needs_three_executions():
+    from orchestrator.cost.calibration import history_from
+
+    row = {"status": "ok", "op": "dot", "placement": "cpu", "dtype": "float32", "data": "host", "params": {"n": 8}}
+    found = history_from([{**row, "measured_s": 1.0, "times_s": [1.0, 1.02, 0.98, 9.0]},
+                          {**row, "params": {"n": 9}, "measured_s": 1.0, "times_s": [1.0, 1.1]}])
+    assert len(found) == 1  # n=9: two executions are not enough
+    assert found[0].centre_s == pytest.approx(1.0) and found[0].samples == 3 and found[0].dropped == 1

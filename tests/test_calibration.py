@@ -65,14 +65,16 @@ def test_one_size_gets_one_factor_for_both_terms():
     assert a == b and a * one[0].overhead_s + b * one[0].work_s == pytest.approx(one[0].measured_s, rel=0.01)
 
 
-def test_groups_per_dtype_fall_back_to_the_pooled_op():
+def test_each_dtype_is_learnt_from_its_own_runs_only():
+    """float64 (never run) gets no factors from float32's runs; bfloat16 from its own two."""
     f32 = _samples(1.0, 2.0)
     bf16 = [dataclasses.replace(s, dtype="bfloat16", measured_s=s.measured_s * 3) for s in f32[:2]]
     cal = fit("p", f32 + bf16, runs=1, fitted="now")
     assert cal.factors("matmul", "cpu", "float32").dtype == "float32"
-    assert cal.factors("matmul", "cpu", "bfloat16").dtype == ANY_DTYPE  # 2 runs: not enough for its own
-    assert cal.factors("matmul", "cpu", "float64").dtype == ANY_DTYPE
+    assert cal.factors("matmul", "cpu", "bfloat16").dtype == "bfloat16"
+    assert cal.factors("matmul", "cpu", "float64") is None
     assert cal.factors("dot", "cpu", "float32") is None
+    assert {g.dtype for g in cal.groups} == {"float32", "bfloat16"}
 
 
 @settings(max_examples=300, deadline=None)
@@ -124,7 +126,8 @@ def test_runs_feed_the_calibration_and_plan_uses_it(tmp_path, orch_home):
         assert abs(math.log(new["predicted_s"] / typical)) < abs(math.log(old["predicted_s"] / typical))
     shown = json.loads(orch("calibrate", "--profile", "cpu-c7i-8xlarge", "-f", "json").stdout)
     assert shown["before"]["jobs"] == 4 and shown["after"]["median"] < shown["before"]["median"]
-    assert {(g["op"], g["dtype"]) for g in shown["groups"]} == {("dot", "*"), ("dot", "float32")}
+    assert {(g["op"], g["dtype"]) for g in shown["groups"]} == {("dot", "float32")}  # no pooled "*" group
+    assert {job["basis"] for job in after["jobs"]} == {"history"}
 
 
 def test_learning_keeps_the_newest_measurements_of_each_distinct_job():

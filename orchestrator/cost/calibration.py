@@ -1,23 +1,31 @@
-"""Learning from measurements: per op family, device kind and dtype, two factors on the model.
+"""Learning from measurements, in two tiers above the model, for each (op, device, dtype):
 
-    calibrated = a * overhead + max(a * dispatch, b * max(compute, memory)) + transfer + communication
+* **history**: recorded runs at this very size (op, placement, dtype, data, parameters). Their
+  timed executions' median, after dropping those more than 3 MADs from it; at least
+  MIN_HISTORY_SAMPLES executions. `basis: history`.
+* **fit**: two factors on the model's terms, fitted to the recorded runs of the op on that
+  device and dtype at any size,
 
-(`dispatch` is the GPU launches that overlap the work; 0 on a CPU.)
+      calibrated = a * overhead + max(a * dispatch, b * max(compute, memory)) + transfer + communication
 
-`a` and `b` are positive, so more work still never predicts less time (each term is
-non-decreasing in the work and both factors multiply non-negative terms). They are fitted to the
-recorded runs of one profile in log space (the error that matters is the ratio) with a Huber
-loss (residuals past 10% count linearly, so one disturbed measurement cannot drag a fit). A group
-whose runs have a single size cannot tell `a` from `b` and gets one factor for both. Which
-correction a group gets (none, one shared factor, or both) is chosen by cross-validation: the
-one that best predicts the samples it was not fitted on.
+  (`dispatch` is the GPU launches that overlap the work; 0 on a CPU). This is a regression over
+  the op's size parameters through the model's own formulas (time = a * overhead(p) + b * work(p)
+  for any number of parameters: m, n, k of a GEMM alike). `a` and `b` are positive, so more work
+  never predicts less time. Fitted in log space (the error that matters is the ratio) with a
+  Huber loss (residuals past 10% count linearly, so one disturbed measurement cannot drag a fit).
+  A group whose runs have a single size cannot tell `a` from `b` and gets one factor for both.
+  Which correction a group gets (none, one shared factor, or both) is chosen by cross-validation.
+  More than FIT_HOLD_DECADES outside the work the group was fitted on, `b` fades back to 1 (the
+  model) over FIT_REACH_DECADES decades, and a prediction never goes below the device's roofline
+  (flops / its fastest theoretical peak). `basis: fit`.
 
-Groups: (op, device, dtype) where that dtype has enough runs, and (op, device, "*") pooled over
-dtypes, which serves the dtypes never run. Stored in `$ORCH_HOME/calibration/<profile>.yaml`.
+A dtype is learnt from its own runs only: float64 never borrows float32's factors. Stored in
+`$ORCH_HOME/calibration/<profile>.yaml`.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -30,8 +38,12 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from orchestrator import paths
 from orchestrator.safe_yaml import load_file
 
+MIN_HISTORY_SAMPLES = 3  # timed executions at one size before history answers for it
+OUTLIER_MADS = 3.0       # an execution this many (normal-scaled) MADs from the median is dropped
+FIT_HOLD_DECADES = 1.0   # the work factor holds this many decades outside the work it was fitted on,
+FIT_REACH_DECADES = 2.0  # then fades to none over this many more
 HUBER_DELTA = 0.1        # log-ratio beyond which a residual counts linearly (about 10%)
-MIN_DTYPE_SAMPLES = 3    # runs of one dtype before it gets factors of its own
+MIN_DTYPE_SAMPLES = 1    # one recorded job of a dtype lets the fit answer for it at nearby sizes
 LOG_RANGE = 7.0          # factors between e^-7 and e^7 (0.0009x to 1100x)
 ANY_DTYPE = "*"
 MIN_CV_SAMPLES = 3       # fewer: the richest form the sizes allow, without cross-validation
@@ -52,6 +64,45 @@ class Factors(BaseModel):
     form: Literal["none", "one", "two"] = "two"  # the correction cross-validation chose
     median_error_before: float
     median_error_after: float
+    work_min_s: float | None = None  # the modelled work of the samples fitted on (None: no limit)
+    work_max_s: float | None = None
+
+    def work_at(self, work_s: float) -> tuple[float, bool]:
+        """The work factor at this much modelled work, and whether the fit still answers there:
+        itself within FIT_HOLD_DECADES of the fitted range, then fading to 1 (the model) over
+        FIT_REACH_DECADES more. The reach widens with a large factor so the faded time (factor x work) still never
+        falls as the work grows."""
+        if self.work_min_s is None or self.work_max_s is None or work_s <= 0:
+            return self.work, True
+        if self.work_min_s <= work_s <= self.work_max_s:
+            return self.work, True
+        edge = self.work_min_s if work_s < self.work_min_s else self.work_max_s
+        decades = abs(math.log10(work_s / edge)) - FIT_HOLD_DECADES
+        if decades <= 0:
+            return self.work, True
+        reach = max(FIT_REACH_DECADES, 1.01 * abs(math.log(self.work)) / math.log(10))
+        weight = max(0.0, 1.0 - decades / reach)
+        return math.exp(weight * math.log(self.work)), weight > 0
+
+
+class Measured(BaseModel):
+    """The history tier: one job as recorded at this very size."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    op: str
+    placement: str
+    dtype: str
+    data: str
+    params: dict[str, Any]
+    centre_s: float = Field(gt=0)  # median of the executions kept
+    samples: int                   # executions kept
+    dropped: int = 0               # outliers left out
+    spread: float = 0.0            # MAD / centre of those kept
+
+
+def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str, Any]) -> tuple[str, ...]:
+    return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
 
 
 class Calibration(BaseModel):
@@ -62,14 +113,21 @@ class Calibration(BaseModel):
     fitted: str
     runs: int
     groups: list[Factors] = Field(default_factory=list)
+    history: list[Measured] = Field(default_factory=list)
     _index: dict[tuple[str, str, str], Factors] = PrivateAttr(default_factory=dict)
+    _measured: dict[tuple[str, ...], Measured] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: Any) -> None:
         self._index = {(g.op, g.device, g.dtype): g for g in self.groups}
+        self._measured = {history_key(m.op, m.placement, m.dtype, m.data, m.params): m for m in self.history}
 
     def factors(self, op: str, device: str, dtype: str) -> Factors | None:
-        """This dtype's factors, else the op's on that device pooled over dtypes, else none."""
+        """This dtype's own factors (a hand-written group for every dtype, "*", where there is
+        one), else none: a dtype is never learnt from another's runs."""
         return self._index.get((op, device, dtype)) or self._index.get((op, device, ANY_DTYPE))
+
+    def measured(self, op: str, placement: str, dtype: str, data: str, params: dict[str, Any]) -> Measured | None:
+        return self._measured.get(history_key(op, placement, dtype, data, params))
 
 
 @dataclass(frozen=True)
@@ -206,38 +264,71 @@ def _thinned(samples: list[Sample]) -> list[Sample]:
     return [samples[i * len(samples) // MAX_FIT_SAMPLES] for i in range(MAX_FIT_SAMPLES)]
 
 
-def fit(profile: str, samples: list[Sample], runs: int, fitted: str) -> Calibration:
+def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
+        history: list[Measured] | None = None) -> Calibration:
+    """Factors for each (op, device, dtype) with MIN_DTYPE_SAMPLES recorded jobs or more."""
     groups: dict[tuple[str, str, str], list[Sample]] = {}
     for s in samples:
-        groups.setdefault((s.op, s.device, ANY_DTYPE), []).append(s)
         groups.setdefault((s.op, s.device, s.dtype), []).append(s)
     found: list[Factors] = []
-    pooled: dict[tuple[str, str], Factors] = {}  # "*" sorts before every dtype
     for (op, device, dtype), members in sorted(groups.items()):
-        if dtype != ANY_DTYPE and len(members) < MIN_DTYPE_SAMPLES:
-            continue
-        if dtype != ANY_DTYPE and len(members) == pooled[(op, device)].samples:
-            found.append(pooled[(op, device)].model_copy(update={"dtype": dtype}))  # the only dtype run
+        if len(members) < MIN_DTYPE_SAMPLES:
             continue
         fitted_on = _thinned(members)
         form = choose_form(fitted_on)
         overhead, work = _fit_form(fitted_on, form)
+        works = [s.work_s for s in members if s.work_s > 0]
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
                              sizes=_sizes(members), form=form,
                              overhead=round(overhead, 6), work=round(work, 6),
                              median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
-                             median_error_after=round(statistics.median(_errors(members, overhead, work)), 4)))
-        if dtype == ANY_DTYPE:
-            pooled[(op, device)] = found[-1]
-    return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found)
+                             median_error_after=round(statistics.median(_errors(members, overhead, work)), 4),
+                             work_min_s=min(works) if works else None, work_max_s=max(works) if works else None))
+    return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found, history=history or [])
 
 
-def apply(terms: dict[str, float], factors: Factors | None) -> dict[str, float]:
+def history_from(rows: list[dict[str, Any]]) -> list[Measured]:
+    """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
+    timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
+    the rest; where at least MIN_HISTORY_SAMPLES remain."""
+    pooled: dict[tuple[str, ...], tuple[dict[str, Any], list[float]]] = {}
+    for row in rows:
+        if row["status"] != "ok" or not row["measured_s"] or not row["placement"]:
+            continue
+        dtype, data = row["dtype"] or "float32", row["data"] or "host"
+        key = history_key(row["op"], row["placement"], dtype, data, row["params"])
+        times = [t for t in (row.get("times_s") or [row["measured_s"]]) if t and t > 0]
+        pooled.setdefault(key, (row, []))[1].extend(times)
+    found = []
+    for (op, placement, dtype, data, _), (row, times) in pooled.items():
+        kept, centre, spread = robust_centre(times)
+        if len(kept) >= MIN_HISTORY_SAMPLES:
+            found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row["params"],
+                                  centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
+                                  spread=round(spread, 4)))
+    return found
+
+
+def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
+    """(the values kept, their median, their MAD / median): values more than OUTLIER_MADS
+    normal-scaled median absolute deviations from the median are dropped."""
+    if not values:
+        return [], math.nan, math.nan
+    middle = statistics.median(values)
+    mad = statistics.median(abs(v - middle) for v in values) * 1.4826
+    kept = [v for v in values if abs(v - middle) <= OUTLIER_MADS * mad] if mad > 0 else list(values)
+    centre = statistics.median(kept)
+    return kept, centre, statistics.median(abs(v - centre) for v in kept) / centre
+
+
+def apply(terms: dict[str, float], factors: Factors | None, work: float | None = None) -> dict[str, float]:
+    """The terms with the factors on: `work` overrides the group's work factor (faded)."""
     if factors is None:
         return terms
+    work = factors.work if work is None else work
     return {**terms, "overhead_s": terms["overhead_s"] * factors.overhead,
             "dispatch_s": terms["dispatch_s"] * factors.overhead,
-            "compute_s": terms["compute_s"] * factors.work, "memory_s": terms["memory_s"] * factors.work}
+            "compute_s": terms["compute_s"] * work, "memory_s": terms["memory_s"] * work}
 
 
 def summary_errors(samples: list[Sample], calibration: Calibration | None) -> dict[str, float]:

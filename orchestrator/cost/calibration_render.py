@@ -20,5 +20,9 @@ def print_table(done: Refit, console: Console) -> None:
         table.add_row(g.op, g.device, g.dtype, str(g.samples), str(g.sizes), g.form, f"{g.overhead:.3g}", f"{g.work:.3g}",
                       f"{g.median_error_before:.1%}", f"{g.median_error_after:.1%}")
     console.print(table)
+    if cal.history:
+        dropped = sum(m.dropped for m in cal.history)
+        console.print(f"history: {len(cal.history)} job sizes measured at least 3 times answer for themselves "
+                      f"({sum(m.samples for m in cal.history)} executions, {dropped} outliers dropped)")
     console.print(f"all jobs: median error {done.before['median']:.1%} -> {done.after['median']:.1%}, "
                   f"p90 {done.before['p90']:.1%} -> {done.after['p90']:.1%}  (saved to {done.path})")

@@ -117,7 +117,7 @@ class Prediction:
     terms: dict[str, float] = field(default_factory=dict)
     cost_usd: float | None = None
     energy_j: float | None = None
-    basis: str = "model"  # which tier answered: model, or fit (calibration factors); no history tier yet
+    basis: str = "model"  # which tier answered: history, fit or model (cost/calibration.py)
 
     def objective_value(self, objective: str) -> float:
         value = {"time": self.predicted_s, "cost": self.cost_usd, "energy": self.energy_j}[objective]
@@ -221,11 +221,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
     terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if split else 0.0
 
-    basis = "model"
-    factors = hw.calibration.factors(op.name, placement.device, job.dtype) if calibrated and hw.calibration else None
-    if factors is not None:
-        terms = learned.apply(terms, factors)
-        basis = "fit"
+    terms, basis = _learned(job, placement, hw, terms, device, share) if calibrated and hw.calibration else (terms, "model")
     predicted = combine(terms)
     prediction = Prediction(str(placement), True, predicted, bound_of(terms), terms=terms, basis=basis)
     if job.data == "device" and not hw.gpus:
@@ -237,6 +233,29 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         prediction.feasible = False
         prediction.note = f"predicted ${prediction.cost_usd:.4g} exceeds max_cost_usd {job.max_cost_usd}"
     return prediction
+
+
+def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, float], device: rates.Device,
+             share: int) -> tuple[dict[str, float], str]:
+    """The terms as the tiers above the model answer (calibration.py): recorded runs at this
+    very size (history), else the op's factors on this device and dtype where they still reach
+    this much work (fit), never faster than the device's roofline; else the model's."""
+    assert hw.calibration is not None
+    measured = hw.calibration.measured(job.op, str(placement), job.dtype, job.data, job.params)
+    if measured is not None:
+        scale = measured.centre_s / combine(terms)
+        return {name: value * scale for name, value in terms.items()}, "history"
+    factors = hw.calibration.factors(job.op, placement.device, job.dtype)
+    if factors is None:
+        return terms, "model"
+    work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))
+    if not reaches:
+        return terms, "model"
+    fitted = learned.apply(terms, factors, work)
+    peak = max(device.theoretical_peak_flops.values(), default=0.0)
+    floor = get_op(job.op).flops(job.params) / share / peak if peak else 0.0
+    fitted["compute_s"] = max(fitted["compute_s"], floor)  # no faster than the device can go
+    return fitted, "fit"
 
 
 def _transfer_s(op: Op, p: dict, itemsize: int, placement: Placement, hw: Hardware, data: str) -> float:

@@ -5,15 +5,62 @@ and the factors, so neither imports the other back."""
 from __future__ import annotations
 
 import datetime as dt
+import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cost.calibration import Calibration, Sample, fit, save, summary_errors
+from orchestrator.cost.calibration import Calibration, Sample, fit, history_from, save, summary_errors
 from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.workload.model import Job
+
+
+SPEED_LIMITS = (1 / 3, 3.0)  # a probe further off than this is not believed
+
+
+def nominal_speeds(rows: list[dict[str, Any]], hw: Hardware) -> dict[str, tuple[float, float]]:
+    """Device kind -> (GEMM s, copy s) that recorded times are normalised to: the profile's own
+    sentinel, else the median of the probes recorded with these rows."""
+    found: dict[str, tuple[float, float]] = {}
+    for kind, device in (("cpu", hw.node.cpu), ("gpu", hw.gpus[0] if hw.gpus else None)):
+        if device is not None and device.sentinel is not None:
+            found[kind] = (device.sentinel.gemm_s, device.sentinel.copy_s)
+            continue
+        probes = [p for row in rows for p in _probes(row) if p.get("device") == kind]
+        if probes:
+            found[kind] = (statistics.median(p["gemm_s"] for p in probes), statistics.median(p["copy_s"] for p in probes))
+    return found
+
+
+def _probes(row: dict[str, Any]) -> list[dict[str, Any]]:
+    probes = (row.get("detail") or {}).get("sentinel") or []
+    return [p for p in probes if isinstance(p, dict) and p.get("gemm_s", 0) > 0 and p.get("copy_s", 0) > 0]
+
+
+def slowdown(row: dict[str, Any], nominal: dict[str, tuple[float, float]]) -> float:
+    """How much slower than nominal the device ran this job: the geometric mean of its probes'
+    GEMM and copy ratios (1 where it has none), within SPEED_LIMITS."""
+    ratios = [math.sqrt(p["gemm_s"] / nominal[p["device"]][0] * p["copy_s"] / nominal[p["device"]][1])
+              for p in _probes(row) if p.get("device") in nominal]
+    if not ratios:
+        return 1.0
+    return min(max(statistics.fmean(ratios), SPEED_LIMITS[0]), SPEED_LIMITS[1])
+
+
+def normalised(rows: list[dict[str, Any]], hw: Hardware) -> list[dict[str, Any]]:
+    """The rows with each time divided by the slowdown its sentinel measured: what it would have
+    taken at the profile's speed, so one disturbed run cannot drag what is learnt."""
+    nominal = nominal_speeds(rows, hw)
+    found = []
+    for row in rows:
+        factor = slowdown(row, nominal)
+        found.append(row if factor == 1.0 else {
+            **row, "measured_s": row["measured_s"] / factor if row["measured_s"] else row["measured_s"],
+            "times_s": [t / factor for t in row.get("times_s") or []]})
+    return found
 
 
 def samples_from(rows: list[dict[str, Any]], hw: Hardware) -> list[Sample]:
@@ -52,10 +99,11 @@ def refit(profile: str, hw: Hardware, store: Any) -> Refit | None:
     """Fit `profile`'s factors to the recorded ok jobs of its runs and save them; None when
     there is nothing to learn from. `hw` is the profile's hardware without calibration."""
     rows, runs = store.jobs_for_profile(profile)
+    rows = normalised(rows, hw)
     samples = samples_from(rows, hw)
     if not samples:
         return None
     fitted = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    calibration = fit(profile, samples, runs, fitted)
+    calibration = fit(profile, samples, runs, fitted, history_from(rows))
     path = save(calibration)
     return Refit(calibration, summary_errors(samples, None), summary_errors(samples, calibration), path)

@@ -7,6 +7,7 @@ warm-up first, then the median of `repeats` executions; each starts with the inp
 from __future__ import annotations
 
 import functools
+import math
 import os
 import socket
 import statistics
@@ -18,8 +19,10 @@ from typing import Any
 import torch
 
 from orchestrator import kernels
+from orchestrator.kernels import sentinel
 from orchestrator.kernels.base import TORCH_DTYPES, to_device
 from orchestrator.placement import Placement
+from orchestrator.workload.model import AUTO
 
 
 def _sync(devices: list[torch.device]) -> None:
@@ -102,17 +105,61 @@ def _inject_crash(name: str | None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def timed(once: Callable[[], Any], warmup: int, repeats: int) -> tuple[Any, list[float]]:
-    """`warmup` untimed calls, then `repeats` timed ones: the last result and every time."""
+def timed(once: Callable[[], Any], warmup: int, repeats: int | str, *, warm_until_warm: bool = False
+          ) -> tuple[Any, list[float]]:
+    """`warmup` untimed calls, then `repeats` timed ones: the last result and every time.
+    `repeats="auto"` (and `warm_until_warm`, which GPU jobs always get) follow AutoRepeats: warm
+    up until two executions agree, then time until the median's 95% interval is within +-5%
+    or the budget is spent."""
+    auto = repeats == "auto"
     result = None
     for _ in range(warmup):
         result = once()
-    times = []
-    for _ in range(repeats):
+    if auto or warm_until_warm:
+        result = _warm(once, result)
+    times: list[float] = []
+    spent = 0.0
+    while True:
         started = time.perf_counter()
         result = once()
         times.append(time.perf_counter() - started)
+        spent += times[-1]
+        if not auto:
+            if len(times) >= repeats:  # type: ignore[operator]
+                break
+        elif len(times) >= AUTO.most or (len(times) >= AUTO.least and (
+                spent >= AUTO.budget_s or median_interval(times) <= AUTO.precision)):
+            break
     return result, times
+
+
+def _warm(once: Callable[[], Any], result: Any) -> Any:
+    """Untimed executions until two in a row agree within AUTO.warm_within (at most warm_most)."""
+    last = None
+    spent = 0.0
+    for _ in range(AUTO.warm_most):
+        started = time.perf_counter()
+        result = once()
+        took = time.perf_counter() - started
+        spent += took
+        if last is not None and abs(took - last) <= AUTO.warm_within * last or spent >= AUTO.budget_s:
+            break
+        last = took
+    return result
+
+
+def median_interval(times: list[float]) -> float:
+    """Half the width of the distribution-free 95% confidence interval of the median, relative
+    to the median: the order statistics j = floor(n/2 - 0.98 sqrt(n)) and k = ceil(1 + n/2 +
+    0.98 sqrt(n)) (1-based; the normal approximation to the binomial). inf below 8 samples,
+    where no such interval exists."""
+    n = len(times)
+    low = math.floor(n / 2 - 0.98 * math.sqrt(n)) - 1
+    high = math.ceil(1 + n / 2 + 0.98 * math.sqrt(n)) - 1
+    if low < 0 or high > n - 1:
+        return math.inf
+    ordered = sorted(times)
+    return (ordered[high] - ordered[low]) / 2 / statistics.median(ordered)
 
 
 def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
@@ -135,6 +182,7 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         home = torch.device("cuda", 0)  # a CPU job whose inputs sit on a GPU copies them back
     else:
         home = torch.device("cpu")  # data: device with no GPU: inputs start in host memory
+    probes = [sentinel.latest(compute)]  # the machine's speed as this job starts
     gen = torch.Generator().manual_seed(task["seed"])
     inputs = kernel.make_inputs(p, TORCH_DTYPES[task["dtype"]], gen, home)
     work = {k: v for k, v in inputs.items() if k not in kernel.check_only}  # what the kernel reads
@@ -150,7 +198,9 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         _sync(devices)
         return result
 
-    result, times = timed(once, task["warmup"], task["repeats"])
+    result, times = timed(once, task["warmup"], task["repeats"], warm_until_warm=placement.device == "gpu")
+    if sum(times) >= sentinel.EVERY_S:
+        probes.append(sentinel.latest(compute, force=True))  # and as it ends, where it ran long
     check = kernel.check(inputs, result, p, task["dtype"])
     return {
         "measured_s": statistics.median(times),
@@ -160,4 +210,5 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "threads": torch.get_num_threads(),
+        "sentinel": probes,
     }

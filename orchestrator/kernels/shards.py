@@ -18,6 +18,7 @@ import torch
 from orchestrator.kernels import KERNELS
 from orchestrator.kernels.base import TORCH_DTYPES
 from orchestrator.kernels.harness import _set_threads
+from orchestrator.workload.model import AUTO
 
 SPLIT_KEYS = {"matmul": ("a",), "batched_matmul": ("a", "b"), "dot": ("x", "y"), "sum": ("x",),
               "axpy": ("x", "y", "y0"), "kmeans": ("x",), "train_linear": ("x", "y"), "train_mlp": ("x", "y")}
@@ -114,7 +115,8 @@ def train_distributed(task: dict[str, Any], shard: dict[str, Any], rank: int, wo
         for _ in range(task["warmup"]):
             result = once()
         times = []
-        for _ in range(task["repeats"]):
+        # every rank runs the same count: "auto" cannot stop ranks at different times
+        for _ in range(task["repeats"] if isinstance(task["repeats"], int) else AUTO.least):
             dist.barrier()
             started = time.perf_counter()
             result = once()

@@ -10,7 +10,7 @@ from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.plan.schedule import Slot, balance, list_schedule
-from orchestrator.workload.model import Job, Workload
+from orchestrator.workload.model import AUTO, Job, Workload
 
 INPUT_GENERATION_BYTES_PER_S = 1e9  # synthetic inputs made on the worker (estimate: NumPy RNG)
 
@@ -53,7 +53,8 @@ def busy_s(job: Job, prediction: Prediction) -> float:
     """Wall time a job holds its devices: inputs made, warm-up and timed executions, scheduling."""
     op = get_op(job.op)
     setup = op.working_set_bytes(job.params, ITEMSIZE[job.dtype]) / INPUT_GENERATION_BYTES_PER_S
-    return setup + (job.warmup + job.repeats) * prediction.predicted_s + TASK_OVERHEAD_S
+    repeats = job.repeats if isinstance(job.repeats, int) else AUTO.expected(prediction.predicted_s)
+    return setup + (job.warmup + repeats) * prediction.predicted_s + TASK_OVERHEAD_S
 
 
 def _reason(chosen: Prediction, runner_up: Prediction | None, infeasible: list[Prediction], objective: str) -> str:

@@ -74,20 +74,31 @@ def as_yaml(plan: Plan) -> str:
     return yaml.safe_dump(to_data(plan), sort_keys=False)
 
 
+WIDE = 120  # columns from which the reason gets a column of its own
+
+
 def print_table(plan: Plan, console: Console) -> None:
+    """One line a job. Below WIDE columns (an 80-column terminal, a pipe) each job's reason
+    goes under the table, where it can wrap, rather than folding every row over three lines."""
+    wide = console.width >= WIDE
     table = Table(title=f"plan for {plan.workload} on {plan.profile} (objective: {plan.objective})",
                   title_justify="left")
-    for column, justify in (("job", "left"), ("placement", "left"), ("predicted", "right"),
-                            ("bound", "left"), ("vs runner-up", "right"), ("reason", "left")):
+    columns = [("job", "left"), ("placement", "left"), ("predicted", "right"), ("basis", "left"),
+               ("bound", "left"), ("vs next", "right")] + ([("reason", "left")] if wide else [])
+    for column, justify in columns:
         table.add_column(column, justify=justify, overflow="fold")
     for jp in plan.jobs:
         speedup = f"{jp.speedup:.3g}x" if jp.speedup else "-"
         if jp.chosen is None:
-            table.add_row(*map(Text, (jp.job.name, "none", "-", "-", "-", jp.reason)))
-            continue
-        table.add_row(*map(Text, (jp.job.name, jp.chosen.placement, seconds(jp.chosen.predicted_s),
-                                  jp.chosen.bound, speedup, jp.reason)))
+            cells = [jp.job.name, "none", "-", "-", "-", "-"]
+        else:
+            cells = [jp.job.name, jp.chosen.placement, seconds(jp.chosen.predicted_s), jp.chosen.basis,
+                     jp.chosen.bound, speedup]
+        table.add_row(*map(Text, cells + ([jp.reason] if wide else [])))
     console.print(table)
+    if not wide:
+        for jp in plan.jobs:
+            console.print(Text(f"{jp.job.name}: {jp.reason}"))
     console.print(f"makespan {seconds(plan.makespan_s)} for {len(plan.jobs)} jobs "
                   "(inputs made, warm-up and repeats included)")
 
@@ -100,15 +111,18 @@ def print_explain(plan: Plan, job_name: str, console: Console) -> None:
     jp = match[0]
     params = ", ".join(f"{k}={v}" for k, v in jp.job.params.items())
     console.print(Text(f"{jp.job.name}: {jp.job.op}({params}) dtype={jp.job.dtype} data={jp.job.data}"))
-    table = Table("placement", *[t.removesuffix("_s") for t in TERMS], "predicted", "bound", "cost", "energy", "note")
-    for p in jp.candidates:
-        if not p.feasible:
-            table.add_row(p.placement, *["-"] * (len(TERMS) + 4), Text(p.note or ""))
-            continue
-        marker = " *" if p is jp.chosen else ""
-        table.add_row(p.placement + marker, *[seconds(p.terms[t]) for t in TERMS], seconds(p.predicted_s), p.bound,
-                      f"${p.cost_usd:.3g}" if p.cost_usd is not None else "-",
-                      f"{p.energy_j:.3g} J" if p.energy_j is not None else "-", Text(p.note or ""))
+    # one column per placement, one row per term: the headers stay whole at 80 columns
+    table = Table("", *[p.placement + (" *" if p is jp.chosen else "") for p in jp.candidates])
+    for term in TERMS:
+        table.add_row(term.removesuffix("_s"), *[seconds(p.terms[term]) if p.feasible else "-" for p in jp.candidates])
+    table.add_row("predicted", *[seconds(p.predicted_s) if p.feasible else "-" for p in jp.candidates])
+    for label, values in (("basis", [p.basis for p in jp.candidates]), ("bound", [p.bound for p in jp.candidates]),
+                          ("cost", [f"${p.cost_usd:.3g}" if p.cost_usd is not None else "-" for p in jp.candidates]),
+                          ("energy", [f"{p.energy_j:.3g} J" if p.energy_j is not None else "-" for p in jp.candidates])):
+        table.add_row(label, *[v if p.feasible else "-" for v, p in zip(values, jp.candidates, strict=True)])
     console.print(table)
+    for p in jp.candidates:
+        if p.note:
+            console.print(Text(f"{p.placement}: {p.note}"))
     console.print(Text(f"chosen: {jp.chosen.placement if jp.chosen else 'none'} — {jp.reason}"))
     console.print("predicted = overhead + max(compute, memory, dispatch) + transfer + communication (docs/cost-model.md)")

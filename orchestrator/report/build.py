@@ -21,6 +21,7 @@ from orchestrator.cost.model import Hardware, _power_w, candidates, predict
 from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
+from orchestrator.results.noise import noise_of
 from orchestrator.report.svg import LogChart
 from orchestrator.units import seconds, si
 from orchestrator.workload.model import Job
@@ -48,6 +49,7 @@ class Report:
     charts: list[tuple[str, str]] = field(default_factory=list)   # (heading, svg)
     crossovers: list[Crossover] = field(default_factory=list)
     accuracy: dict[str, float] = field(default_factory=dict)
+    noise: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def _job(row: dict[str, Any], params: dict[str, Any] | None = None) -> Job:
@@ -69,6 +71,7 @@ def build(run: dict[str, Any], jobs: list[dict[str, Any]], hw: Hardware, compare
     for op in dict.fromkeys(row["op"] for row in ok):
         report.crossovers.append(crossover(hw, compare, [r for r in ok if r["op"] == op]))
     report.charts.append(("Predicted against measured", predicted_vs_measured(ok)))
+    report.noise = noise_of(jobs)
     errors = sorted(abs(r["predicted_s"] - r["measured_s"]) / r["measured_s"] for r in ok if r["predicted_s"])
     if errors:
         report.accuracy = {"jobs": len(errors), "median": errors[len(errors) // 2],
@@ -280,6 +283,10 @@ def _summary_lines(report: Report) -> list[str]:
         a = report.accuracy
         lines.append(f"prediction error over {a['jobs']} ok jobs: median {a['median']:.1%}, p90 {a['p90']:.1%}, "
                      f"{a['within_band']:.0%} within +-{BAND:.0%}")
+    for kind, noise in report.noise.items():
+        lines.append(f"noise ({kind}): the sentinel kernel's speed varied {noise['spread']:.0%} over "
+                     f"{noise['probes']:.0f} probes during the run (median GEMM {seconds(noise['gemm_s'])}, "
+                     f"copy {seconds(noise['copy_s'])})")
     return lines
 
 

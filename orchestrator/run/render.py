@@ -78,6 +78,8 @@ def print_table(report: RunReport, console: Console) -> None:
     console.print(table)
     ok = sum(job["status"] == "ok" for job in report.jobs)
     console.print(f"{ok}/{len(report.jobs)} jobs ok")
+    for kind, noise in report.noise.items():
+        console.print(f"noise ({kind}): the sentinel's speed varied {noise['spread']:.0%} over {noise['probes']:.0f} probes")
     for worker, name in names.items():
         console.print(Text(f"{name if len(names) > 1 else 'worker'}: {worker}"))
 

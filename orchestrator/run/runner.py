@@ -20,6 +20,7 @@ from orchestrator.cost.model import Hardware
 from orchestrator.errors import EnvironmentUnavailable, InputError, RunInterrupted
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
+from orchestrator.results.noise import noise_of
 from orchestrator.results.store import ResultStore, new_run_id, now
 from orchestrator.run import groups
 from orchestrator.run.activity import MachineActivity
@@ -38,6 +39,7 @@ class RunReport:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # about the cluster link, emitted as "warning" events
+    noise: dict[str, dict[str, float]] = field(default_factory=dict)  # the sentinel's spread, per device kind
 
     @property
     def failed(self) -> bool:
@@ -234,7 +236,9 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         for batch in engine.results():
             finished(batch)
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
-        report.jobs = [_contract_job(job) for job in store.jobs(run_id)]
+        rows = store.jobs(run_id)
+        report.jobs = [_contract_job(job) for job in rows]
+        report.noise = noise_of(rows)
         disturbed(activity.check(force=True))
         if activity.seen:
             store.set_learn(run_id, False)  # later refits leave its measurements out too
@@ -288,7 +292,8 @@ def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
     result = outcome.result
     return {"status": "ok", "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
             "workers": result.get("workers") or [result["worker"]], "error": None, "finished": now(),
-            "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host", "pid", "group") if k in result},
+            "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host", "pid", "group", "sentinel")
+                          if k in result},
                        "failures": failures}}
 
 
@@ -367,7 +372,7 @@ def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
 
 def as_contract(report: RunReport) -> dict[str, Any]:
     return {"run_id": report.run_id, "workload": report.workload, "backend": report.backend,
-            "profile": report.profile, "warnings": report.warnings, "jobs": report.jobs}
+            "profile": report.profile, "warnings": report.warnings, "noise": report.noise, "jobs": report.jobs}
 
 
 __all__ = ["RunReport", "as_contract", "run_workload"]

@@ -39,7 +39,8 @@ class JobCommon(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dtype: Literal["float16", "bfloat16", "float32", "float64"] = "float32"
-    repeats: Annotated[StrictInt, Field(ge=1, le=10_000)] = 3
+    # a count, or "auto": until the median's 95% interval is within +-5% (see AutoRepeats)
+    repeats: Annotated[StrictInt, Field(ge=1, le=10_000)] | Literal["auto"] = 3
     warmup: Annotated[StrictInt, Field(ge=0, le=10_000)] = 1
     data: Literal["host", "device"] = "host"
     placement: Annotated[str, BeforeValidator(_check_placement)] = "auto"
@@ -99,6 +100,30 @@ class WorkloadFile(BaseModel):
 
 
 @dataclass(frozen=True)
+class AutoRepeats:
+    """`repeats: auto`: time executions until the 95% confidence interval of their median (by
+    order statistics, distribution-free) is within +-`precision` of it, at least `least` of them,
+    or until `budget_s` of timed executions is spent, at most `most`. Warm-up first runs the
+    workload's `warmup` count and then goes on, up to `warm_most` more, until two executions in a
+    row agree within `warm_within`: until the caches, the allocator and the clocks are warm."""
+
+    precision: float = 0.05
+    least: int = 5
+    most: int = 10_000
+    budget_s: float = 2.0
+    warm_within: float = 0.10
+    warm_most: int = 20
+
+    def expected(self, predicted_s: float) -> int:
+        """Executions a plan counts on for a job predicted at `predicted_s` each: a quiet job
+        stops after `least`; a noisy one runs to the budget."""
+        return max(self.least, min(self.most, int(self.budget_s / 4 / max(predicted_s, 1e-9))))
+
+
+AUTO = AutoRepeats()
+
+
+@dataclass(frozen=True)
 class Job:
     """One validated, sweep-expanded job."""
 
@@ -106,7 +131,7 @@ class Job:
     op: str
     params: dict[str, Any]
     dtype: str = "float32"
-    repeats: int = 3
+    repeats: int | str = 3  # or "auto"
     warmup: int = 1
     data: str = "host"
     placement: str = "auto"

@@ -1,0 +1,70 @@
+"""The sentinel: a short fixed GEMM and a copy, timed on a job's device, so that every recorded
+time carries the machine's speed at that moment.
+
+A worker probes before a job when its last probe on that device is older than EVERY_S (so its
+first job of a run probes at the run's start, and a long run every EVERY_S), and again after a
+job whose executions took EVERY_S or more. A probe costs about 1 ms on a CPU. Calibration divides
+each recorded time by the speed ratio of its probe to the profile's own (`cost/calibration.py`),
+and the run reports the probes' spread as its noise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import torch
+
+EVERY_S = 5.0
+GEMM_N = 256              # 2 x 256^3 = 34 MFLOP: ~0.2 ms on a laptop core, microseconds on a GPU
+COPY_ELEMENTS = 1 << 20   # 4 MiB of float32 each way
+BEST_OF = 3
+
+_latest: dict[str, tuple[float, dict[str, Any]]] = {}
+_lock = threading.Lock()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def probe(device: torch.device) -> dict[str, Any]:
+    """Best of BEST_OF timings of the fixed GEMM and the copy on `device`, after one of each."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(GEMM_N, GEMM_N, generator=gen).to(device)
+    b = torch.randn(GEMM_N, GEMM_N, generator=gen).to(device)
+    src = torch.randn(COPY_ELEMENTS, generator=gen).to(device)
+    dst = torch.empty_like(src)
+
+    def best(step: Any) -> float:
+        step()
+        _sync(device)
+        fastest = float("inf")
+        for _ in range(BEST_OF):
+            started = time.perf_counter()
+            step()
+            _sync(device)
+            fastest = min(fastest, time.perf_counter() - started)
+        return fastest
+
+    return {"device": device.type, "gemm_s": best(lambda: torch.mm(a, b)), "copy_s": best(lambda: dst.copy_(src)),
+            "at": time.time()}
+
+
+def latest(device: torch.device, *, force: bool = False) -> dict[str, Any]:
+    """This process's last probe on `device`, probed again when older than EVERY_S (or forced)."""
+    key = str(device)
+    with _lock:
+        found = _latest.get(key)
+        if force or found is None or time.monotonic() - found[0] > EVERY_S:
+            found = (time.monotonic(), probe(device))
+            _latest[key] = found
+        return found[1]
+
+
+def reset() -> None:
+    """Forget the probes (tests)."""
+    with _lock:
+        _latest.clear()

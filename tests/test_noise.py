@@ -1,0 +1,120 @@
+"""Measuring through the noise (issue 13): `repeats: auto`, the sentinel every recorded time
+carries, calibration on speed-normalised times, and the noise a run reports about itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+
+import pytest
+
+from orchestrator.cost.calibration import history_from
+from orchestrator.cost.model import Hardware
+from orchestrator.cost.refit import normalised, samples_from
+from orchestrator.kernels import harness, sentinel
+from orchestrator.plan.hardware import hardware_for
+from orchestrator.profile import store
+from orchestrator.profile.model import Sentinel
+from orchestrator.results.noise import noise_of
+from orchestrator.workload.model import AutoRepeats
+from tests.cli import orch
+
+
+def test_median_interval_is_the_order_statistics_interval():
+    assert harness.median_interval([1.0] * 7) == float("inf")  # no 95% interval below 8 samples
+    assert harness.median_interval([1.0] * 8) == 0.0
+    times = [float(v) for v in range(1, 21)]  # j = 5, k = 16 (1-based) for n = 20
+    assert harness.median_interval(times) == pytest.approx((16 - 5) / 2 / 10.5)
+
+
+def test_auto_stops_when_the_median_is_known_and_at_the_budget_when_it_never_is(monkeypatch):
+    monkeypatch.setattr(harness, "AUTO", AutoRepeats(budget_s=0.3, least=5))
+    _, steady = harness.timed(lambda: sum(range(20_000)), 1, "auto")
+    assert 8 <= len(steady) < 200 and harness.median_interval(steady) <= 0.05
+    state = iter(range(10**6))
+
+    def noisy() -> None:  # alternately 1 ms and 3 ms: the interval never closes to 5%
+        time.sleep(0.001 if next(state) % 2 else 0.003)
+
+    started = time.perf_counter()
+    _, times = harness.timed(noisy, 0, "auto")
+    assert sum(times) >= 0.3 and time.perf_counter() - started < 1.5
+    _, fixed = harness.timed(lambda: None, 0, 4)
+    assert len(fixed) == 4
+
+
+def test_warm_up_goes_on_until_two_executions_agree(monkeypatch):
+    monkeypatch.setattr(harness, "AUTO", AutoRepeats(budget_s=1.0))
+    calls = []
+
+    def cooling() -> None:  # 8, 6, 4, 2, 2, 2 ... ms: warm from the fifth call
+        calls.append(1)
+        time.sleep(max(0.008 - 0.002 * (len(calls) - 1), 0.002))
+
+    _, times = harness.timed(cooling, 1, 3, warm_until_warm=True)
+    assert len(calls) >= 5 and len(times) == 3 and max(times) < 0.004
+
+
+def test_a_probe_is_a_gemm_and_a_copy_reused_for_five_seconds():
+    import torch
+
+    sentinel.reset()
+    first = sentinel.latest(torch.device("cpu"))
+    assert first["gemm_s"] > 0 and first["copy_s"] > 0 and first["device"] == "cpu"
+    assert sentinel.latest(torch.device("cpu")) is first
+    assert sentinel.latest(torch.device("cpu"), force=True) is not first
+
+
+def _row(measured: float, probe: float, **extra) -> dict:
+    return {"status": "ok", "op": "matmul", "placement": "cpu", "dtype": "float32", "data": "host",
+            "params": {"m": 512, "n": 512, "k": 512}, "name": "m", "measured_s": measured,
+            "times_s": [measured] * 3, "detail": {"sentinel": [{"device": "cpu", "gemm_s": probe,
+                                                                "copy_s": probe, "at": probe}]}, **extra}
+
+
+def _hardware(gemm_s: float = 1e-3) -> Hardware:
+    hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    cpu = hw.node.cpu.model_copy(update={"sentinel": Sentinel(gemm_s=gemm_s, copy_s=gemm_s)})
+    return dataclasses.replace(hw, node=hw.node.model_copy(update={"cpu": cpu}))
+
+
+def test_a_disturbed_run_is_learnt_at_the_profiles_speed():
+    """The same job measured at 2.0 ms while the sentinel ran twice as slow as when the machine
+    was profiled is learnt as 1.0 ms: the speed it would have run at."""
+    hw = _hardware()
+    quiet, disturbed = _row(1e-3, 1e-3), _row(2e-3, 2e-3)
+    rows = normalised([quiet, disturbed], hw)
+    assert [r["measured_s"] for r in rows] == pytest.approx([1e-3, 1e-3])
+    assert [s.measured_s for s in samples_from(rows, hw)] == pytest.approx([1e-3, 1e-3])
+    assert history_from(rows)[0].centre_s == pytest.approx(1e-3)
+    # no sentinel in the profile: the median of the probes recorded is the reference
+    bare = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    rows = normalised([_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(2e-3, 2e-3)], bare)
+    assert [r["measured_s"] for r in rows] == pytest.approx([1e-3, 1e-3, 1e-3])
+    # a probe beyond 3x is not believed further than 3x
+    assert normalised([_row(1e-2, 1e-1)], hw)[0]["measured_s"] == pytest.approx(1e-2 / 3)
+
+
+def test_noise_is_the_spread_of_the_distinct_probes():
+    rows = [_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(1e-3, 1.2e-3), {"detail": None}]
+    noise = noise_of(rows)
+    assert noise["cpu"]["probes"] == 2 and noise["cpu"]["spread"] == pytest.approx(0.2 / 1.1, rel=1e-3)
+    assert noise_of([]) == {}
+
+
+def test_a_run_with_repeats_auto_reports_its_noise_and_is_history_next_time(tmp_path, orch_home):
+    workload = tmp_path / "w.yaml"
+    workload.write_text("version: 1\nname: w\ndefaults: {repeats: auto}\njobs:\n"
+                        "  - {name: d, op: dot, n: 100K}\n  - {name: m, op: matmul, m: 128, n: 128, k: 128}\n")
+    ran = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--format", "json")
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads(ran.stdout)
+    assert report["noise"]["cpu"]["probes"] >= 1 and report["noise"]["cpu"]["spread"] >= 0
+    for job in report["jobs"]:
+        assert len(job["times_s"]) >= 5 and job["measured_s"] == pytest.approx(statistics.median(job["times_s"]))
+    plan = orch("plan", str(workload), "--profile", "cpu-c7i-8xlarge", "--format", "json")
+    assert {job["basis"] for job in json.loads(plan.stdout)["jobs"]} == {"history"}
+    shown = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--no-learn")
+    assert "noise (cpu): the sentinel's speed varied" in shown.stdout
