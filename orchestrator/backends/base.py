@@ -109,6 +109,11 @@ class Backend(abc.ABC):
     def expect(self, durations: dict[str, float]) -> None:
         """What each key prefix's tasks are predicted to take, for engines that schedule by it."""
 
+    def probe(self) -> list[dict[str, Any]]:
+        """The sentinel probed on the CPU where the jobs ran, now (the run's end): one probe per
+        worker (Dask) or one where a task lands (Ray); [] where it cannot be asked."""
+        return []
+
     def executions(self) -> dict[str, list[dict[str, Any]]]:
         """Every execution the engine started, per task key: [{"worker": ..., "time": ...}], in order."""
         return {}

@@ -158,6 +158,14 @@ class DaskBackend(Backend):
             return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         return Outcome(key, result)
 
+    def probe(self) -> list[dict[str, Any]]:
+        from orchestrator.backends.worker import probe_here
+
+        try:
+            return list(self.client.run(probe_here, on_error="ignore").values())
+        except Exception:  # noqa: BLE001 - a worker gone at the end leaves the run's noise unmeasured there
+            return []
+
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_dask
 

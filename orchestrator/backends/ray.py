@@ -100,6 +100,14 @@ class RayBackend(Backend):
                                                                    max_retries=retries)
         return self._remotes[shape]
 
+    def probe(self) -> list[dict[str, Any]]:
+        from orchestrator.backends.worker import probe_here
+
+        try:
+            return [_ray().get(_ray().remote(probe_here).options(num_cpus=1).remote(), timeout=30)]
+        except Exception:  # noqa: BLE001 - no CPU free within 30 s: the run's end goes unprobed
+            return []
+
     def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_ray
 

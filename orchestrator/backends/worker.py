@@ -96,6 +96,15 @@ def run_task(task: dict[str, Any], gpus: int, identity: str,
     raise JobFailed(f"{last['error_type']}: {last['error']}{tries}", failures)
 
 
+def probe_here() -> dict[str, Any]:
+    """The sentinel on this process's CPU, probed now."""
+    import torch
+
+    from orchestrator.kernels import sentinel
+
+    return sentinel.latest(torch.device("cpu"), force=True)
+
+
 def run_on_dask(task: dict[str, Any], gpus: int) -> dict[str, Any]:
     from distributed import get_worker
 

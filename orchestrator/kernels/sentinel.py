@@ -3,7 +3,8 @@ time carries the machine's speed at that moment.
 
 A worker probes before a job when its last probe on that device is older than EVERY_S (so its
 first job of a run probes at the run's start, and a long run every EVERY_S), and again after a
-job whose executions took EVERY_S or more. A probe costs about 1 ms on a CPU. Calibration divides
+job whose executions took EVERY_S or more; the runner has every worker probe its CPU once more
+when the jobs are done (the run's end). A probe costs about 3 ms on a CPU. Calibration divides
 each recorded time by the speed ratio of its probe to the profile's own (`cost/calibration.py`),
 and the run reports the probes' spread as its noise.
 """
@@ -19,7 +20,8 @@ import torch
 EVERY_S = 5.0
 GEMM_N = 256              # 2 x 256^3 = 34 MFLOP: ~0.2 ms on a laptop core, microseconds on a GPU
 COPY_ELEMENTS = 1 << 20   # 4 MiB of float32 each way
-BEST_OF = 3
+WARM = 3     # a fresh process's first GEMM ran 40% slow (thread pools, caches)
+BEST_OF = 5
 
 _latest: dict[str, tuple[float, dict[str, Any]]] = {}
 _lock = threading.Lock()
@@ -31,15 +33,12 @@ def _sync(device: torch.device) -> None:
 
 
 def probe(device: torch.device) -> dict[str, Any]:
-    """Best of BEST_OF timings of the fixed GEMM and the copy on `device`, after one of each."""
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(GEMM_N, GEMM_N, generator=gen).to(device)
-    b = torch.randn(GEMM_N, GEMM_N, generator=gen).to(device)
-    src = torch.randn(COPY_ELEMENTS, generator=gen).to(device)
-    dst = torch.empty_like(src)
+    """Best of BEST_OF timings of the fixed GEMM and the copy on `device`, after WARM of each."""
+    a, b, src, dst = _inputs(device)
 
     def best(step: Any) -> float:
-        step()
+        for _ in range(WARM):
+            step()
         _sync(device)
         fastest = float("inf")
         for _ in range(BEST_OF):
@@ -51,6 +50,21 @@ def probe(device: torch.device) -> dict[str, Any]:
 
     return {"device": device.type, "gemm_s": best(lambda: torch.mm(a, b)), "copy_s": best(lambda: dst.copy_(src)),
             "at": time.time()}
+
+
+_made: dict[str, tuple[Any, ...]] = {}
+
+
+def _inputs(device: torch.device) -> tuple[Any, ...]:
+    """The probe's operands, made once per device (making them costs more than the probe)."""
+    key = str(device)
+    if key not in _made:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(GEMM_N, GEMM_N, generator=gen).to(device)
+        b = torch.randn(GEMM_N, GEMM_N, generator=gen).to(device)
+        src = torch.ones(COPY_ELEMENTS).to(device)
+        _made[key] = (a, b, src, torch.empty_like(src))
+    return _made[key]
 
 
 def latest(device: torch.device, *, force: bool = False) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def build(run: dict[str, Any], jobs: list[dict[str, Any]], hw: Hardware, compare
     for op in dict.fromkeys(row["op"] for row in ok):
         report.crossovers.append(crossover(hw, compare, [r for r in ok if r["op"] == op]))
     report.charts.append(("Predicted against measured", predicted_vs_measured(ok)))
-    report.noise = noise_of(jobs)
+    report.noise = noise_of(jobs, run.get("probes"))
     errors = sorted(abs(r["predicted_s"] - r["measured_s"]) / r["measured_s"] for r in ok if r["predicted_s"])
     if errors:
         report.accuracy = {"jobs": len(errors), "median": errors[len(errors) // 2],

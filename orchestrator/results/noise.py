@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from typing import Any
 
 
-def probes_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every distinct probe the rows carry (jobs that ran in one probe's window share it)."""
+def probes_of(rows: list[dict[str, Any]], end: list[dict[str, Any]] | str | None = None) -> list[dict[str, Any]]:
+    """Every distinct probe the rows carry (jobs that ran in one probe's window share it), and
+    those taken at the run's end (`end`, or the store's JSON of them)."""
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for row in rows:
-        for probe in (row.get("detail") or {}).get("sentinel") or []:
+    extra = json.loads(end) if isinstance(end, str) else (end or [])
+    for probes in [*((row.get("detail") or {}).get("sentinel") or [] for row in rows), extra]:
+        for probe in probes:
             if isinstance(probe, dict) and probe.get("gemm_s", 0) > 0 and probe.get("copy_s", 0) > 0:
                 seen.setdefault((probe.get("device"), probe.get("at"), probe["gemm_s"]), probe)
     return list(seen.values())
 
 
-def noise_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+def noise_of(rows: list[dict[str, Any]], end: list[dict[str, Any]] | str | None = None) -> dict[str, dict[str, float]]:
     """Per device kind: how many probes, their median GEMM and copy times, and the spread of the
     machine's speed over the run ((slowest - fastest) / median of sqrt(GEMM x copy))."""
     found: dict[str, dict[str, float]] = {}
-    probes = probes_of(rows)
+    probes = probes_of(rows, end)
     for kind in sorted({p.get("device") or "cpu" for p in probes}):
         mine = [p for p in probes if (p.get("device") or "cpu") == kind]
         speed = [math.sqrt(p["gemm_s"] * p["copy_s"]) for p in mine]

@@ -77,6 +77,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_run_column("learn", "INTEGER NOT NULL DEFAULT 1"),       # 1 -> 2: --no-learn runs
     _add_run_column("hardware", "TEXT"),                          # 2 -> 3: what a run was planned for
     _add_run_column("makespan_s", "REAL"),                        # 3 -> 4: the plan's makespan
+    _add_run_column("probes", "TEXT"),                            # 4 -> 5: the sentinel at the run's end
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 JOB_COLUMNS = ("name", "position", "op", "params", "dtype", "data", "placement", "predicted_s", "measured_s",
@@ -248,9 +249,11 @@ class ResultStore:
         with self._tx() as db:
             db.execute("UPDATE runs SET learn = ? WHERE run_id = ?", (int(learn), run_id))
 
-    def finish_run(self, run_id: str, status: str) -> None:
+    def finish_run(self, run_id: str, status: str, probes: list[dict[str, Any]] | None = None) -> None:
+        """`probes`: the sentinel probed at the run's end (its jobs carry the others)."""
         with self._tx() as db:
-            db.execute("UPDATE runs SET status = ?, finished = ? WHERE run_id = ?", (status, now(), run_id))
+            db.execute("UPDATE runs SET status = ?, finished = ?, probes = COALESCE(?, probes) WHERE run_id = ?",
+                       (status, now(), json.dumps(probes) if probes else None, run_id))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()

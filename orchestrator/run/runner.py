@@ -238,11 +238,12 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
         rows = store.jobs(run_id)
         report.jobs = [_contract_job(job) for job in rows]
-        report.noise = noise_of(rows)
+        end = engine.probe()
+        report.noise = noise_of(rows, end)
         disturbed(activity.check(force=True))
         if activity.seen:
             store.set_learn(run_id, False)  # later refits leave its measurements out too
-        store.finish_run(run_id, "failed" if report.failed else "done")
+        store.finish_run(run_id, "failed" if report.failed else "done", end)
         if learn and not activity.seen and any(job["status"] == "ok" for job in report.jobs):
             _learn(hw, store, report)
         return report
