@@ -23,6 +23,7 @@ temporary ORCH_HOME.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -79,8 +80,9 @@ def main() -> None:
     parser.add_argument("--placement", help="run every job of both workloads here (default: orch's plan)")
     parser.add_argument("--json", type=Path, help="write every held-out job's errors here")
     parser.add_argument("--noise", action="store_true", help="run the held-out workload twice: the noise limits")
+    parser.add_argument("--keep", type=Path, help="use this ORCH_HOME and keep it (default: a temporary one)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="orch-accuracy-") as home:
+    with (contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="orch-accuracy-")) as home:
         env = {**os.environ, "ORCH_HOME": home}
         profile = args.profile or Path(home) / "this-machine.yaml"
         if not args.profile:

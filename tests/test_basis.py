@@ -83,7 +83,10 @@ def test_history_drops_outliers_and_needs_three_executions():
     from orchestrator.cost.calibration import history_from
 
     row = {"status": "ok", "op": "dot", "placement": "cpu", "dtype": "float32", "data": "host", "params": {"n": 8}}
-    found = history_from([{**row, "measured_s": 1.0, "times_s": [1.0, 1.02, 0.98, 9.0]},
-                          {**row, "params": {"n": 9}, "measured_s": 1.0, "times_s": [1.0, 1.1]}])
-    assert len(found) == 1  # n=9: two executions are not enough
-    assert found[0].centre_s == pytest.approx(1.0) and found[0].samples == 3 and found[0].dropped == 1
+    found = history_from([{**row, "measured_s": 1.0, "times_s": [1.0, 1.02, 0.98, 1.01, 9.0]},
+                          {**row, "params": {"n": 9}, "measured_s": 1.0, "times_s": [1.0, 1.1]},
+                          {**row, "params": {"n": 10}, "measured_s": 1.0, "times_s": [1.0, 1.05, 2.0]}])
+    by_n = {m.params["n"]: m for m in found}
+    assert set(by_n) == {8, 10}  # n=9: two executions are not enough
+    assert by_n[8].centre_s == pytest.approx(1.005) and by_n[8].samples == 4 and by_n[8].dropped == 1
+    assert by_n[10].centre_s == pytest.approx(1.05) and by_n[10].dropped == 0  # of three, none is dropped

@@ -39,7 +39,8 @@ from orchestrator import paths
 from orchestrator.safe_yaml import load_file
 
 MIN_HISTORY_SAMPLES = 3  # timed executions at one size before history answers for it
-OUTLIER_MADS = 3.0       # an execution this many (normal-scaled) MADs from the median is dropped
+OUTLIER_MADS = 3.0       # an execution this many (normal-scaled) MADs from the median is dropped,
+OUTLIER_MIN_SAMPLES = 5  # where there are at least this many (the median alone below)
 FIT_HOLD_DECADES = 1.0   # the work factor holds this many decades outside the work it was fitted on,
 FIT_REACH_DECADES = 2.0  # then fades to none over this many more
 HUBER_DELTA = 0.1        # log-ratio beyond which a residual counts linearly (about 10%)
@@ -310,13 +311,17 @@ def history_from(rows: list[dict[str, Any]]) -> list[Measured]:
 
 
 def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
-    """(the values kept, their median, their MAD / median): values more than OUTLIER_MADS
-    normal-scaled median absolute deviations from the median are dropped."""
+    """(the values kept, their median, their MAD / median): of OUTLIER_MIN_SAMPLES values or
+    more, those more than OUTLIER_MADS normal-scaled median absolute deviations from the median
+    are dropped."""
     if not values:
         return [], math.nan, math.nan
     middle = statistics.median(values)
     mad = statistics.median(abs(v - middle) for v in values) * 1.4826
-    kept = [v for v in values if abs(v - middle) <= OUTLIER_MADS * mad] if mad > 0 else list(values)
+    if len(values) < OUTLIER_MIN_SAMPLES or mad == 0:  # of 3, the MAD is the nearer one's distance:
+        kept = list(values)                            # it would drop the other almost always
+    else:
+        kept = [v for v in values if abs(v - middle) <= OUTLIER_MADS * mad]
     centre = statistics.median(kept)
     return kept, centre, statistics.median(abs(v - centre) for v in kept) / centre
 
