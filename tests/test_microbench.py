@@ -80,9 +80,9 @@ def test_gpu_op_benchmarks_warm_up_before_timing(monkeypatch):
     seen = []
     real = harness.timed
 
-    def recording(once, warmup, repeats):
+    def recording(once, warmup, repeats, **options):
         seen.append((warmup, repeats))
-        return real(once, warmup, repeats)
+        return real(once, warmup, repeats, **options)
 
     monkeypatch.setattr(harness, "timed", recording)
     bench_ops.measure("cholesky", {"n": 64}, "gpu", None)
