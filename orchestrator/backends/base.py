@@ -109,7 +109,7 @@ class Backend(abc.ABC):
     def expect(self, durations: dict[str, float]) -> None:
         """What each key prefix's tasks are predicted to take, for engines that schedule by it."""
 
-    def probe(self) -> list[dict[str, Any]]:
+    def probe(self, threads: int | None = None) -> list[dict[str, Any]]:
         """The sentinel probed on the CPU where the jobs ran, now (the run's end): one probe per
         worker (Dask) or one where a task lands (Ray); [] where it cannot be asked."""
         return []

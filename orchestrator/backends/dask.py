@@ -158,11 +158,14 @@ class DaskBackend(Backend):
             return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         return Outcome(key, result)
 
-    def probe(self) -> list[dict[str, Any]]:
+    def probe(self, threads: int | None = None) -> list[dict[str, Any]]:
         from orchestrator.backends.worker import probe_here
 
         try:
-            return list(self.client.run(probe_here, on_error="ignore").values())
+            workers = list(self.client.scheduler_info()["workers"])
+            probes = [self.client.submit(probe_here, threads, workers=[w], allow_other_workers=False, pure=False,
+                                         key=f"orch-probe-{i}-{id(self)}") for i, w in enumerate(workers)]
+            return [future.result(timeout=30) for future in probes]
         except Exception:  # noqa: BLE001 - a worker gone at the end leaves the run's noise unmeasured there
             return []
 

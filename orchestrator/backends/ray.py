@@ -100,11 +100,11 @@ class RayBackend(Backend):
                                                                    max_retries=retries)
         return self._remotes[shape]
 
-    def probe(self) -> list[dict[str, Any]]:
+    def probe(self, threads: int | None = None) -> list[dict[str, Any]]:
         from orchestrator.backends.worker import probe_here
 
         try:
-            return [_ray().get(_ray().remote(probe_here).options(num_cpus=1).remote(), timeout=30)]
+            return [_ray().get(_ray().remote(probe_here).options(num_cpus=1).remote(threads), timeout=30)]
         except Exception:  # noqa: BLE001 - no CPU free within 30 s: the run's end goes unprobed
             return []
 

@@ -96,12 +96,15 @@ def run_task(task: dict[str, Any], gpus: int, identity: str,
     raise JobFailed(f"{last['error_type']}: {last['error']}{tries}", failures)
 
 
-def probe_here() -> dict[str, Any]:
-    """The sentinel on this process's CPU, probed now."""
+def probe_here(threads: int | None = None) -> dict[str, Any]:
+    """The sentinel on this process's CPU, probed now, with the thread pools a job of `threads`
+    cores gets (run as a task, in a task's thread, as the jobs' probes are)."""
     import torch
 
     from orchestrator.kernels import sentinel
+    from orchestrator.kernels.harness import _set_threads
 
+    _set_threads(threads)
     return sentinel.latest(torch.device("cpu"), force=True)
 
 

@@ -238,7 +238,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
         rows = store.jobs(run_id)
         report.jobs = [_contract_job(job) for job in rows]
-        end = engine.probe()
+        end = engine.probe(threads)
         report.noise = noise_of(rows, end)
         disturbed(activity.check(force=True))
         if activity.seen:
