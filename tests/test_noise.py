@@ -3,6 +3,7 @@ carries, calibration on speed-normalised times, and the noise a run reports abou
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import statistics
 import time
@@ -14,6 +15,7 @@ from orchestrator.cost.refit import normalised, samples_from
 from orchestrator.kernels import harness, sentinel
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
+from orchestrator.profile.model import Sentinel
 from orchestrator.results.noise import noise_of
 from orchestrator.workload.model import AutoRepeats
 from tests.cli import orch
@@ -29,7 +31,8 @@ def test_median_interval_is_the_order_statistics_interval():
 def test_auto_stops_when_the_median_is_known_and_at_the_budget_when_it_never_is(monkeypatch):
     monkeypatch.setattr(harness, "AUTO", AutoRepeats(budget_s=0.3, least=5))
     _, steady = harness.timed(lambda: sum(range(20_000)), 1, "auto")
-    assert 8 <= len(steady) < 200 and harness.median_interval(steady) <= 0.05
+    # known to 5% (a busy machine may spend the budget first; then it stopped there)
+    assert len(steady) >= 8 and (harness.median_interval(steady) <= 0.05 or sum(steady) >= 0.3)
     state = iter(range(10**6))
 
     def noisy() -> None:  # alternately 1 ms and 3 ms: the interval never closes to 5%
@@ -51,7 +54,7 @@ def test_warm_up_goes_on_until_two_executions_agree(monkeypatch):
         time.sleep(max(0.008 - 0.002 * (len(calls) - 1), 0.002))
 
     _, times = harness.timed(cooling, 1, 3, warm_until_warm=True)
-    assert len(calls) >= 5 and len(times) == 3 and max(times) < 0.004
+    assert len(calls) >= 5 and len(times) == 3 and max(times) < 0.006  # warm: not the cold 8 ms
 
 
 def test_a_probe_is_a_gemm_and_a_copy_reused_for_five_seconds():
@@ -71,9 +74,19 @@ def _row(measured: float, probe: float, **extra) -> dict:
                                                                 "copy_s": probe, "at": probe}]}, **extra}
 
 
+def test_a_wholly_disturbed_run_is_learnt_at_the_profiles_speed():
+    """One run measured entirely while the sentinel ran twice as slow as when the machine was
+    profiled is learnt at half its times: what the job takes when the machine is itself."""
+    hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    cpu = hw.node.cpu.model_copy(update={"sentinel": Sentinel(gemm_s=1e-3, copy_s=1e-3)})
+    hw = dataclasses.replace(hw, node=hw.node.model_copy(update={"cpu": cpu}))
+    rows = normalised([_row(2e-3, 2e-3), _row(2e-3, 2e-3)], hw)
+    assert [r["measured_s"] for r in rows] == pytest.approx([1e-3, 1e-3])
+
+
 def test_a_disturbed_run_is_learnt_at_the_usual_speed():
-    """The same job measured at 2.0 ms while the sentinel ran twice as slow as its usual (the
-    median probe recorded) is learnt as 1.0 ms: the time it takes when the machine is itself."""
+    """A profile without a probe (a reference one): the same job measured at 2.0 ms while the
+    sentinel ran twice as slow as its usual (the median probe recorded) is learnt as 1.0 ms."""
     hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
     rows = normalised([_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(2e-3, 2e-3)], hw)
     assert [r["measured_s"] for r in rows] == pytest.approx([1e-3, 1e-3, 1e-3])

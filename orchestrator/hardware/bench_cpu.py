@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from orchestrator.hardware.timing import best_seconds
-from orchestrator.profile.model import LoopVsVector
+from orchestrator.profile.model import LoopVsVector, Sentinel
 
 MiB = 1 << 20
 
@@ -169,3 +169,12 @@ def selection_s_per_element(device: str = "cpu", *, min_time_s: float) -> tuple[
     full = best_seconds(lambda: torch.sort(x, dim=1), min_time_s=min_time_s, sync=sync) / elements
     return topk, full
 
+
+def sentinel_times(device: str) -> Sentinel:
+    """The run-time sentinel (kernels/sentinel.py) as profiled: the speed runs are compared to."""
+    import torch
+
+    from orchestrator.kernels import sentinel
+
+    found = sentinel.probe(torch.device(device))
+    return Sentinel(gemm_s=found["gemm_s"], copy_s=found["copy_s"])

@@ -61,6 +61,14 @@ class OpBenchmark(_Strict):
     measured_s: PositiveFloat
 
 
+class Sentinel(_Strict):
+    """The sentinel kernel's best times on a device when it was profiled (kernels/sentinel.py):
+    the speed every recorded time is normalised to."""
+
+    gemm_s: PositiveFloat
+    copy_s: PositiveFloat
+
+
 class CgroupLimits(_Strict):
     cpu_quota_cores: float | None = None
     memory_limit_bytes: int | None = None
@@ -83,6 +91,7 @@ class _Device(_Strict):
     # rows of SELECT_ROW elements, by k, and of a full sort of such rows.
     topk_s_per_element: dict[PositiveInt, PositiveFloat] = Field(default_factory=dict)
     sort_s_per_element: PositiveFloat | None = None
+    sentinel: Sentinel | None = None
     op_benchmarks: dict[str, list[OpBenchmark]] = Field(default_factory=dict)
     power_w: PositiveFloat | None = None
 
