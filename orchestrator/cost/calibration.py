@@ -288,14 +288,17 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
     return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found, history=history or [])
 
 
+def learnable(row: dict[str, Any]) -> bool:
+    """A recorded job both tiers learn from: ok, measured, placed."""
+    return row["status"] == "ok" and bool(row["measured_s"]) and bool(row["placement"])
+
+
 def history_from(rows: list[dict[str, Any]]) -> list[Measured]:
     """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
     timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
     the rest; where at least MIN_HISTORY_SAMPLES remain."""
     pooled: dict[tuple[str, ...], tuple[dict[str, Any], list[float]]] = {}
-    for row in rows:
-        if row["status"] != "ok" or not row["measured_s"] or not row["placement"]:
-            continue
+    for row in filter(learnable, rows):
         dtype, data = row["dtype"] or "float32", row["data"] or "host"
         key = history_key(row["op"], row["placement"], dtype, data, row["params"])
         times = [t for t in (row.get("times_s") or [row["measured_s"]]) if t and t > 0]

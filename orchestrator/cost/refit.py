@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cost.calibration import Calibration, Sample, fit, history_from, save, summary_errors
+from orchestrator.cost.calibration import Calibration, Sample, fit, history_from, learnable, save, summary_errors
 from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
+from orchestrator.results import noise
 from orchestrator.workload.model import Job
 
 
@@ -37,8 +38,7 @@ def nominal_speeds(rows: list[dict[str, Any]], hw: Hardware) -> dict[str, tuple[
 
 
 def _probes(row: dict[str, Any]) -> list[dict[str, Any]]:
-    probes = (row.get("detail") or {}).get("sentinel") or []
-    return [p for p in probes if isinstance(p, dict) and p.get("gemm_s", 0) > 0 and p.get("copy_s", 0) > 0]
+    return noise.valid((row.get("detail") or {}).get("sentinel"))
 
 
 def slowdown(row: dict[str, Any], nominal: dict[str, tuple[float, float]]) -> float:
@@ -67,9 +67,7 @@ def normalised(rows: list[dict[str, Any]], hw: Hardware) -> list[dict[str, Any]]
 def samples_from(rows: list[dict[str, Any]], hw: Hardware) -> list[Sample]:
     """Recorded ok jobs re-predicted on `hw` without calibration."""
     found = []
-    for row in rows:
-        if row["status"] != "ok" or not row["measured_s"] or not row["placement"]:
-            continue
+    for row in filter(learnable, rows):
         try:
             op = get_op(row["op"])
         except (KeyError, ValueError):  # a user op no longer installed here: nothing to learn from it

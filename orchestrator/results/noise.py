@@ -8,15 +8,19 @@ import statistics
 from typing import Any
 
 
+def valid(probes: Any) -> list[dict[str, Any]]:
+    """The well-formed probes among what a row or a run recorded."""
+    return [p for p in probes or [] if isinstance(p, dict) and p.get("gemm_s", 0) > 0 and p.get("copy_s", 0) > 0]
+
+
 def probes_of(rows: list[dict[str, Any]], end: list[dict[str, Any]] | str | None = None) -> list[dict[str, Any]]:
     """Every distinct probe the rows carry (jobs that ran in one probe's window share it), and
     those taken at the run's end (`end`, or the store's JSON of them)."""
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     extra = json.loads(end) if isinstance(end, str) else (end or [])
-    for probes in [*((row.get("detail") or {}).get("sentinel") or [] for row in rows), extra]:
-        for probe in probes:
-            if isinstance(probe, dict) and probe.get("gemm_s", 0) > 0 and probe.get("copy_s", 0) > 0:
-                seen.setdefault((probe.get("device"), probe.get("at"), probe["gemm_s"]), probe)
+    for probes in [*((row.get("detail") or {}).get("sentinel") for row in rows), extra]:
+        for probe in valid(probes):
+            seen.setdefault((probe.get("device"), probe.get("at"), probe["gemm_s"]), probe)
     return list(seen.values())
 
 
