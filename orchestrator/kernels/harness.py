@@ -27,8 +27,7 @@ from orchestrator.workload.model import AUTO
 
 def _sync(devices: list[torch.device]) -> None:
     for device in devices:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sentinel.sync(device)
 
 
 def _set_threads(threads: int | None) -> None:

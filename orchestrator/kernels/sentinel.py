@@ -5,7 +5,7 @@ A worker probes before a job when its last probe on that device is older than EV
 first job of a run probes at the run's start, and a long run every EVERY_S), and again after a
 job whose executions took EVERY_S or more; the runner has every worker probe its CPU once more
 when the jobs are done (the run's end). A probe costs about 3 ms on a CPU. Calibration divides
-each recorded time by the speed ratio of its probe to the profile's own (`cost/calibration.py`),
+each recorded time by the speed ratio of its probe to the profile's own (`cost/refit.py`),
 and the run reports the probes' spread as its noise.
 """
 
@@ -27,7 +27,8 @@ _latest: dict[str, tuple[float, dict[str, Any]]] = {}
 _lock = threading.Lock()
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a CPU has none)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -40,12 +41,12 @@ def probe(device: torch.device) -> dict[str, Any]:
     def best(step: Any) -> float:
         for _ in range(WARM):
             step()
-        _sync(device)
+        sync(device)
         fastest = float("inf")
         for _ in range(BEST_OF):
             started = time.perf_counter()
             step()
-            _sync(device)
+            sync(device)
             fastest = min(fastest, time.perf_counter() - started)
         return fastest
 
