@@ -14,7 +14,6 @@ from torch.utils.flop_counter import FlopCounterMode
 from orchestrator import ops
 from orchestrator.kernels import KERNELS
 from orchestrator.kernels import harness
-from orchestrator.kernels.base import TORCH_DTYPES
 from orchestrator.ops import ITEMSIZE
 
 
@@ -158,62 +157,60 @@ def test_transfer_bytes_are_what_the_harness_moves(op, dtype, monkeypatch):
 
 # ---- Bytes a real process group reduces ---------------------------------------------------------
 
-def test_collective_bytes_are_what_gloo_reduces(monkeypatch):
-    """Multi-node training: a real gloo group (one rank) whose all_reduce is wrapped to count
-    every tensor that passes: per step, every parameter's gradient, one message per tensor."""
-    import torch.distributed as dist
+def _one_rank(task: dict) -> dict:
+    """The gang's rank function in this process, as the only rank of a real gloo group."""
+    from orchestrator.backends.worker import free_port
+    from orchestrator.kernels.gang import rank_main
 
-    from orchestrator.kernels.shards import free_port, make_shard, train_distributed
+    return rank_main(task, 0, 1, f"tcp://127.0.0.1:{free_port('127.0.0.1')}")
 
-    calls: list[int] = []
-    real = dist.all_reduce
 
-    def counting(tensor, *args, **kwargs):
-        calls.append(tensor.numel() * tensor.element_size())
-        return real(tensor, *args, **kwargs)
+def test_ddp_reduces_the_modelled_gradient_bytes_in_the_modelled_buckets(monkeypatch):
+    """Training as a gang: DistributedDataParallel's every bucket all-reduce (seen through a
+    communication hook) per step carries every gradient, in as many buckets as modelled."""
+    import torch.nn.parallel as parallel
 
-    monkeypatch.setattr(dist, "all_reduce", counting)
+    buckets: list[int] = []
+
+    class Counting(parallel.DistributedDataParallel):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+            def hook(state, bucket):
+                buckets.append(bucket.buffer().numel() * bucket.buffer().element_size())
+                return _allreduce(bucket)
+
+            self.register_comm_hook(None, hook)
+
+    def _allreduce(bucket):
+        import torch.distributed as dist
+
+        return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda fut: fut.value()[0])
+
+    monkeypatch.setattr(parallel, "DistributedDataParallel", Counting)
     p = {"samples": 1024, "features": 16, "hidden": [32], "classes": 4, "epochs": 1, "batch_size": 128}
-    task = _task("train_mlp", p, "float32", placement="cpu@1", repeats=1, warmup=0)
-    shard = make_shard(task, 0, 1)
-    train_distributed(task, shard, 0, 1, f"tcp://127.0.0.1:{free_port('127.0.0.1')}")
+    _one_rank(_task("train_mlp", p, "float32", placement="cpu@1", repeats=1, warmup=0))
     op = ops.get("train_mlp")
-    steps, loss_reductions = op.collectives(p), 2  # plus the loss of the first and last step, 4 bytes each
-    assert len(calls) == steps * op.collective_tensors(p) + loss_reductions
-    assert sum(calls) == steps * op.collective_bytes(p, 4) + loss_reductions * 4
+    assert len(buckets) == op.collectives(p) * op.collective_tensors(p)
+    assert sum(buckets) == op.collectives(p) * op.collective_bytes(p, 4)
 
 
-def test_kmeans_client_rounds_carry_the_modelled_bytes():
-    """Multi-node k-means: each iteration every node's partials go to the client and the new
-    centroids come back, through the driver's `Nodes` adapter (here one that runs in-process)."""
-    from orchestrator.backends import multinode
+def test_kmeans_all_reduces_the_modelled_bytes_every_iteration(monkeypatch):
+    """k-means as a gang: every Lloyd iteration all-reduces its per-cluster sums, counts and
+    inertia (the modelled bytes, in the modelled number of tensors); the check one more."""
+    from orchestrator.kernels.gang import Comm
 
-    class InlineNodes:
-        def __init__(self, count: int) -> None:
-            self.names = [f"node{i}" for i in range(count)]
-            self.hosts = ["127.0.0.1"] * count
-            self.sent = self.received = self.rounds = 0
+    sent: list[int] = []
+    real = Comm.all_reduce
 
-        def submit(self, node, fn, *args):
-            self.sent += sum(_tensor_bytes(a) for a in args if isinstance(a, torch.Tensor))
-            return fn(*args)
+    def counting(self, tensor):
+        sent.append(_tensor_bytes(tensor))
+        return real(self, tensor)
 
-        def gather(self, handles):
-            self.received += sum(_tensor_bytes(h) for h in handles if isinstance(h, tuple))
-            self.rounds += 1
-            return handles
-
-        def release(self, handles):
-            del handles
-
+    monkeypatch.setattr(Comm, "all_reduce", counting)
     p = {"samples": 4000, "features": 8, "clusters": 5, "iterations": 3}
-    task = _task("kmeans", p, "float32", placement="cpu@2", repeats=1, warmup=0)
-    nodes = InlineNodes(2)
-    shards = [multinode.make_shard(task, i, 2) for i in range(2)]
-    once = multinode._kmeans(nodes, task, shards)
-    nodes.sent = nodes.received = nodes.rounds = 0
-    once()
+    _one_rank(_task("kmeans", p, "float32", placement="cpu@1", repeats=1, warmup=0))
     op = ops.get("kmeans")
-    assert nodes.rounds == op.collectives(p)
-    assert nodes.received == 2 * op.collectives(p) * op.collective_bytes(p, 4)
-    assert nodes.sent == 2 * op.collectives(p) * op.broadcast_bytes(p, 4)
+    rounds, check = sent[:-1], sent[-1:]
+    assert len(rounds) == op.collectives(p) * op.collective_tensors(p) and check == [4]
+    assert sum(rounds) == op.collectives(p) * op.collective_bytes(p, 4)

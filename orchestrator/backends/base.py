@@ -7,12 +7,18 @@ The base class owns the algorithm (capacity checks, submission, collection); `da
 from __future__ import annotations
 
 import abc
-import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.placement import Placement
 
+
+GANG_WAIT_S = 60.0  # for a gang's members to be back after one died (a nanny restarts its worker)
+MEMBER_GONE_WAIT_S = 3.0  # for the scheduler to see a member gone after its peers failed
+MAX_ERROR = 500
 DEFAULT_RETRIES = 3  # re-runs after a worker dies, as Dask's distributed.scheduler.allowed-failures
 # what engines raise when they give up on a task because its workers kept dying
 SYSTEM_ERRORS = frozenset({"KilledWorker", "WorkerCrashedError", "OutOfMemoryError", "NodeDiedError",
@@ -38,10 +44,24 @@ class Capacity:
     workers: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # said to the user before anything runs
     hosts: dict[str, list[str]] = field(default_factory=dict)  # node (host) -> its workers
+    # node (host) -> its workers that own one GPU each, in GPU order: a gang's members
+    gpu_hosts: dict[str, list[str]] = field(default_factory=dict)
+    gpu_workers: str = ""  # how the GPU workers were made, said with the run ("dask-cuda ...")
+    stand_in_gpus: bool = False  # the GPU workers' GPUs are CPU stand-ins (ORCH_FAKE_GPUS)
 
     @property
     def nodes(self) -> int:
         return max(len(self.hosts), 1)
+
+    @property
+    def gpus_per_node(self) -> int:
+        """The most GPUs one job can hold on one node: a gang of one-GPU workers, or the GPUs
+        of one worker (a worker started with `--resources gpu=N` holds N)."""
+        return max([self.gpus_per_worker, *(len(members) for members in self.gpu_hosts.values())])
+
+    def gpu_nodes(self, gpus: int) -> list[str]:
+        """The nodes with at least `gpus` one-GPU workers."""
+        return [host for host, members in self.gpu_hosts.items() if len(members) >= gpus]
 
 
 @dataclass
@@ -134,9 +154,48 @@ class Backend(abc.ABC):
         last_tries = len(outcome.failures) + (1 if outcome.result is not None else 0)
         return History(len(runs) - 1 + max(last_tries, 1), failures + outcome.failures)
 
-    def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
-        """Execute a multi-node job on `nodes` workers on distinct hosts (blocking)."""
-        raise NotImplementedError(f"multi-node execution is not built for {self.name}")
+    def members(self, placement: Placement) -> Any:
+        """The workers a gang of `placement` runs on (`gang.Members`), chosen now; raises
+        EnvironmentUnavailable where the cluster has too few."""
+        raise NotImplementedError(f"gangs are not built for {self.name}")
+
+    def run_gang(self, key: str, task: dict[str, Any], placement: Placement) -> Outcome:
+        """Execute a job that holds several workers at once (`gpu:N`, `gpu:N@K`, `cpu@K`), blocking.
+        A gang whose member dies is run again whole, on members chosen again (the engine's
+        re-run limit: --retries); a rank's own error fails the job with that cause."""
+        from orchestrator.backends import gang
+
+        retries = DEFAULT_RETRIES if self.retries is None else self.retries
+        failures: list[dict[str, Any]] = []
+        for attempt in range(retries + 1):
+            try:
+                members = self._members_within(placement, GANG_WAIT_S if failures else 0.0)
+            except EnvironmentUnavailable as exc:
+                return Outcome(key, None, f"GangUnavailable: {exc}", "GangUnavailable", failures)
+            try:
+                return Outcome(key, gang.execute(members, task), failures=failures)
+            except Exception as exc:  # noqa: BLE001 - a job's failure is data
+                lost = exc if isinstance(exc, gang.MemberLost) else _lost_member(members, exc)
+                if lost is None:
+                    cause = f"{type(exc).__name__}: {str(exc)[:MAX_ERROR]}"
+                    return Outcome(key, None, cause, type(exc).__name__, failures)
+                failures.append({"worker": lost.worker, "error_type": "WorkerDied", "error": str(lost)[:MAX_ERROR]})
+            finally:
+                members.close()
+        return Outcome(key, None, f"WorkerDied: a member of its gang died on each of {retries + 1} attempts; last "
+                                  f"{failures[-1]['error']}", "WorkerDied", failures)
+
+    def _members_within(self, placement: Placement, wait_s: float) -> Any:
+        """Members for `placement`, waiting up to `wait_s` for the cluster to have them (a nanny
+        restarting a dead worker, a Ray node coming back)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return self.members(placement)
+            except EnvironmentUnavailable:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.5)
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -192,15 +251,31 @@ def _cause(run: dict[str, Any], deaths: list[dict[str, Any]]) -> str:
     return "worker lost (no exit report: its nanny or node went with it)"
 
 
+def _lost_member(members: Any, error: Exception) -> Any:
+    """The member whose death `error` followed (its peers' collectives fail when it goes), if
+    one left the cluster within a moment; else None: the job's own error."""
+    from orchestrator.backends.gang import MemberLost
+
+    deadline = time.monotonic() + MEMBER_GONE_WAIT_S
+    while True:
+        gone = members.gone()
+        if gone:
+            return MemberLost(gone[0], f"{type(error).__name__} on its peers: {str(error)[:MAX_ERROR]}")
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.1)
+
+
 def local_gpu_count() -> int:
     """GPUs this machine can run on (ORCH_FAKE_GPUS stands CPU devices in, for tests).
 
     NVML answers first: where it sees no NVIDIA GPU (or no driver), CUDA has none either, and
     orch's own process never imports torch (1.2 s of a 4 s run of 200 small jobs here)."""
-    fake = os.environ.get("ORCH_FAKE_GPUS")
-    if fake:
-        return int(fake)
     from orchestrator.hardware.nvml import visible_gpu_count
+    from orchestrator.hardware.standin import fake_gpu_count
+
+    if fake_gpu_count():
+        return fake_gpu_count()
 
     if visible_gpu_count() == 0:
         return 0

@@ -1,10 +1,12 @@
 """Dask distributed: an embedded cluster on 127.0.0.1 (the default) or an existing scheduler.
 
 Embedded: one CPU worker process running one job at a time with every core (resource `cpu`),
-and, where GPUs exist, one worker holding them all (resource `gpu` = their count) that runs GPU
-jobs side by side, each on its own devices. Every listener, dashboards included, is bound to
-127.0.0.1. An existing cluster (`tcp://...`, `tls://...`) is left running; GPU jobs need
-workers started with `--resources gpu=N`.
+and, where GPUs exist, one worker process per GPU (resource `gpu` = 1, CUDA_VISIBLE_DEVICES its
+own GPU first), as dask-cuda's LocalCUDACluster makes them: its worker spec where dask-cuda
+imports, the same shape from plain Nannies where it does not. A job on several GPUs is a gang
+of those workers (gang.py). Every listener, dashboards included, is bound to 127.0.0.1. An
+existing cluster (`tcp://...`, `tls://...`) is left running; its GPU workers are those that
+declare a `gpu` resource or see GPUs themselves (`dask cuda worker`, or ORCH_FAKE_GPUS).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from orchestrator.backends import probe
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable, InputError
+from orchestrator.placement import Placement
 
 BATCH_WAIT_S = 0.05
 # Dask's nanny exports MALLOC_TRIM_THRESHOLD_=65536 to its workers; with it glibc trims on
@@ -27,7 +30,9 @@ BATCH_WAIT_S = 0.05
 # Workers import the kernels (and torch) in the background from the moment they start
 # (worker.dask_setup), not during the first job and without holding up the cluster's start.
 PRELOAD = ["orchestrator.backends.worker"]
-WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
+# CUDA numbers GPUs fastest first unless told otherwise; NVML (the profile) by PCI bus
+WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1,
+                  "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 class DaskBackend(Backend):
@@ -42,6 +47,8 @@ class DaskBackend(Backend):
         self._groups: dict[str, list[str]] = {}  # group key -> its jobs' keys
         self._journals: list[str] = []  # the groups' event topics on the scheduler
         self._use_resources = True
+        self._gpu_shape = ""  # how the embedded GPU workers were made
+        self._gpu_pins: list[str] | None = None  # GPU workers that declare no `gpu` resource
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
         from distributed import Client
@@ -123,40 +130,73 @@ class DaskBackend(Backend):
                                 local_directory=scratch, **common)
         worker = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": logging.CRITICAL,
                   "preload": PRELOAD, "local_directory": scratch}
-        return SpecCluster(
-            scheduler={"cls": Scheduler, "options": common},
-            workers={"cpu": {"cls": Nanny, "options": {**worker, "nthreads": 1, "resources": {"cpu": 1}}},
-                     "gpu": {"cls": Nanny, "options": {**worker, "nthreads": gpus, "resources": {"gpu": gpus}}}},
-            silence_logs=logging.CRITICAL)
+        specs = {"cpu": {"cls": Nanny, "options": {**worker, "nthreads": 1, "resources": {"cpu": 1}}}}
+        gpu_specs, self._gpu_shape = gpu_worker_specs(gpus, worker)
+        return SpecCluster(scheduler={"cls": Scheduler, "options": common}, workers={**specs, **gpu_specs},
+                           silence_logs=logging.CRITICAL)
 
     def _capacity(self) -> Capacity:
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         if not workers:
             self.client.wait_for_workers(1, timeout=probe.connect_timeout_s())
             workers = self.client.scheduler_info(n_workers=-1)["workers"]
-        gpus = max((int(w.get("resources", {}).get("gpu", w.get("resources", {}).get("GPU", 0))) for w in workers.values()),
-                   default=0)
+        declared = {address: int(w.get("resources", {}).get("gpu", w.get("resources", {}).get("GPU", 0)))
+                    for address, w in workers.items()}
+        if self.embedded:
+            from orchestrator.hardware.standin import fake_gpu_count
+
+            seen, stand_in = declared, fake_gpu_count() > 0
+        else:
+            seen, stand_in = self._gpus_seen(workers, declared)
         # Resource restrictions cost scheduler time (no queuing, no stealing): used only where GPU
         # workers must be kept free of CPU jobs. An external cluster whose workers declare no `cpu`
         # resource takes CPU jobs anywhere.
-        self._use_resources = gpus > 0 and any("cpu" in w.get("resources", {}) for w in workers.values())
-        cores = min((w.get("nthreads", 1) for w in workers.values()), default=1)
+        self._use_resources = any(declared.values()) and any("cpu" in w.get("resources", {}) for w in workers.values())
+        cpu_workers = {a: w for a, w in workers.items() if not seen[a]} or workers
+        cores = min((w.get("nthreads", 1) for w in cpu_workers.values()), default=1)
         hosts: dict[str, list[str]] = {}
-        for address in sorted(workers):
+        gpu_hosts: dict[str, list[str]] = {}
+        for address in sorted(workers, key=lambda a: (workers[a].get("name") is None, str(workers[a].get("name")), a)):
             hosts.setdefault(_host(address), []).append(address)
-        return Capacity(cpu_workers=len(workers), cores_per_worker=cores, gpus_per_worker=gpus,
-                        workers=sorted(workers), hosts=hosts)
+            if seen[address]:
+                gpu_hosts.setdefault(_host(address), []).append(address)
+        # GPU jobs go where the GPUs are: by the `gpu` resource, else to the workers that see GPUs
+        self._gpu_pins = None if any(declared.values()) else [w for members in gpu_hosts.values() for w in members]
+        return Capacity(cpu_workers=len(workers), cores_per_worker=cores, gpus_per_worker=max(seen.values(), default=0),
+                        workers=sorted(workers), hosts=hosts, gpu_hosts=gpu_hosts, gpu_workers=self._gpu_shape,
+                        stand_in_gpus=stand_in and bool(gpu_hosts))
 
-    def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
-        from orchestrator.backends import multinode
+    def _gpus_seen(self, workers: dict[str, Any], declared: dict[str, int]) -> tuple[dict[str, int], bool]:
+        """GPUs per worker of an existing cluster: those it declares (`--resources gpu=N`), else
+        those it sees itself (asked once; a worker without orch installed sees none); and
+        whether they are stand-ins."""
+        from orchestrator.backends.worker import gpus_here
 
-        hosts = self._capacity().hosts
-        workers = [members[0] for members in list(hosts.values())[:nodes]]
         try:
-            result = multinode.execute(multinode.DaskNodes(self.client, workers), task)
-        except Exception as exc:  # noqa: BLE001 - a job's failure is data
-            return Outcome(key, None, f"{type(exc).__name__}: {exc}", type(exc).__name__)
-        return Outcome(key, result)
+            seen = self.client.run(gpus_here)
+        except Exception:  # noqa: BLE001 - a worker that cannot answer offers no GPU
+            seen = {}
+        counts = {address: declared[address] or int(seen.get(address, {}).get("gpus", 0)) for address in workers}
+        return counts, any(answer.get("stand_in") for answer in seen.values())
+
+    def members(self, placement: Placement) -> Any:
+        from orchestrator.backends.gang import DaskMembers
+
+        capacity = self._capacity()
+        if placement.device == "gpu":
+            hosts = capacity.gpu_nodes(placement.gpus)
+            if len(hosts) < placement.nodes:
+                raise EnvironmentUnavailable(f"placement {placement}: needs {placement.gpus} one-GPU worker(s) on each "
+                                             f"of {placement.nodes} node(s); the cluster has {_listed(capacity.gpu_hosts)}")
+            chosen = [member for host in hosts[:placement.nodes] for member in capacity.gpu_hosts[host][:placement.gpus]]
+        else:
+            gpu_workers = {w for members in capacity.gpu_hosts.values() for w in members}
+            per_host = [[w for w in members if w not in gpu_workers] or members for members in capacity.hosts.values()]
+            if len(per_host) < placement.nodes:
+                raise EnvironmentUnavailable(f"placement {placement}: needs workers on {placement.nodes} hosts; the "
+                                             f"cluster has {len(per_host)}")
+            chosen = [members[0] for members in per_host[:placement.nodes]]
+        return DaskMembers(self.client, chosen)
 
     def probe(self, threads: int | None = None) -> list[dict[str, Any]]:
         from orchestrator.backends.worker import probe_here
@@ -173,20 +213,22 @@ class DaskBackend(Backend):
         from orchestrator.backends.worker import run_on_dask
 
         future = self.client.submit(run_on_dask, task, gpus, key=key, pure=False, retries=0,
-                                    resources=self._resources(gpus))
+                                    **self._restrictions(gpus))
         self._futures[future] = key
 
     def submit_group(self, key: str, jobs: list[tuple[str, dict[str, Any]]], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import group_topic, run_group_on_dask
 
         future = self.client.submit(run_group_on_dask, key, jobs, gpus, key=key, pure=False, retries=0,
-                                    resources=self._resources(gpus))
+                                    **self._restrictions(gpus))
         self._futures[future] = key
         self._groups[key] = [job_key for job_key, _ in jobs]
         self._journals.append(group_topic(key))
 
-    def _resources(self, gpus: int) -> dict[str, int] | None:
-        return {"gpu": gpus} if gpus else ({"cpu": 1} if self._use_resources else None)
+    def _restrictions(self, gpus: int) -> dict[str, Any]:
+        if gpus and self._gpu_pins:
+            return {"workers": self._gpu_pins}
+        return {"resources": {"gpu": gpus} if gpus else ({"cpu": 1} if self._use_resources else None)}
 
     def expect(self, durations: dict[str, float]) -> None:
         """Tell the scheduler how long the tasks of each key prefix should take (orch's
@@ -278,6 +320,50 @@ def _forget_topics(topics: list[str], dask_scheduler: Any = None) -> None:
 
 def _allowed_failures(dask_scheduler: Any) -> int:
     return dask_scheduler.allowed_failures
+
+
+def gpu_worker_specs(gpus: int, worker: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """One Nanny per GPU, named gpu-I, resource `gpu` = 1, its own GPU first in
+    CUDA_VISIBLE_DEVICES: dask-cuda's worker spec (with its CPU affinity) where dask-cuda
+    imports, else plain Nannies; and which of the two was used. Under ORCH_FAKE_GPUS=N each
+    worker presents one stand-in GPU (ORCH_FAKE_GPUS=1)."""
+    import os
+
+    from distributed import Nanny
+
+    fake = bool(os.environ.get("ORCH_FAKE_GPUS"))
+    base: dict[int, dict[str, Any]] = {}
+    shape = "one plain Dask worker per GPU (CUDA_VISIBLE_DEVICES; dask-cuda is not installed)"
+    if fake:
+        shape = f"one Dask worker per stand-in GPU (ORCH_FAKE_GPUS={gpus})"
+    else:
+        try:
+            from dask_cuda.worker_spec import worker_spec
+
+            base = worker_spec(dashboard_address="127.0.0.1:0", threads_per_worker=1,
+                               CUDA_VISIBLE_DEVICES=list(range(gpus)))
+            from importlib import metadata
+
+            shape = f"dask-cuda {metadata.version('dask-cuda')} worker spec: one worker per GPU, with CPU affinity"
+        except Exception as exc:  # noqa: BLE001 - dask-cuda absent, or unable to start here
+            if not isinstance(exc, ImportError):
+                shape = f"one plain Dask worker per GPU (CUDA_VISIBLE_DEVICES; dask-cuda failed: {type(exc).__name__})"
+            base = {}
+    specs = {}
+    for index in range(gpus):
+        spec = base.get(index, {"cls": Nanny, "options": {}})
+        options = {k: v for k, v in spec.get("options", {}).items() if k not in ("interface", "protocol")}
+        order = [index, *(i for i in range(gpus) if i != index)]
+        env = {**options.get("env", {}), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+        env.update({"ORCH_FAKE_GPUS": "1"} if fake else {"CUDA_VISIBLE_DEVICES": env.get("CUDA_VISIBLE_DEVICES")
+                                                         or ",".join(map(str, order))})
+        options.update({**worker, "nthreads": 1, "resources": {"gpu": 1}, "env": env, "name": f"gpu-{index}"})
+        specs[f"gpu-{index}"] = {"cls": spec.get("cls", Nanny), "options": options}
+    return specs, shape
+
+
+def _listed(gpu_hosts: dict[str, list[str]]) -> str:
+    return ", ".join(f"{len(members)} on {host}" for host, members in gpu_hosts.items()) or "none"
 
 
 def _host(address: str) -> str:

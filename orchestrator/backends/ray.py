@@ -18,8 +18,10 @@ from typing import Any
 from orchestrator.backends import probe
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.placement import Placement
 
 LOOPBACK = "127.0.0.1"
+GANG_READY_S = 60.0  # for a placement group to be reserved
 
 
 def _ray() -> Any:
@@ -42,6 +44,8 @@ class RayBackend(Backend):
         self._log: Any = None
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
+        from orchestrator.hardware.standin import fake_gpu_count
+
         ray = _ray()
         try:
             if self.embedded:
@@ -66,10 +70,16 @@ class RayBackend(Backend):
         self._log = ray.remote(num_cpus=0)(AttemptLog).remote()
         nodes = self._nodes()
         cores_per = min((int(n["Resources"].get("CPU", 1)) for n in nodes), default=1)
-        gpus_per = max((int(n["Resources"].get("GPU", 0)) for n in nodes), default=0)
+        # a job on several GPUs is a gang of one-GPU tasks, never one task holding them all
+        gpus_per = min(1, max((int(n["Resources"].get("GPU", 0)) for n in nodes), default=0))
         hosts = {f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}": [n["NodeID"]] for n in nodes}
+        # a GPU task gets one of its node's GPUs (Ray sets CUDA_VISIBLE_DEVICES): each a gang member
+        gpu_hosts = {f"{n['NodeManagerAddress']}/{n['NodeID'][:8]}": [f"gpu{i}" for i in range(int(n["Resources"]["GPU"]))]
+                     for n in nodes if n["Resources"].get("GPU", 0) >= 1}
         return Capacity(cpu_workers=len(nodes), cores_per_worker=cores_per, gpus_per_worker=gpus_per,
-                        workers=[n["NodeManagerAddress"] for n in nodes], hosts=hosts)
+                        workers=[n["NodeManagerAddress"] for n in nodes], hosts=hosts, gpu_hosts=gpu_hosts,
+                        gpu_workers="one Ray task per GPU (num_gpus=1) in a placement group" if gpu_hosts else "",
+                        stand_in_gpus=bool(gpu_hosts) and fake_gpu_count() > 0)
 
     @staticmethod
     def _nodes() -> list[dict[str, Any]]:
@@ -77,17 +87,38 @@ class RayBackend(Backend):
         ray = _ray()
         return [n for n in ray.nodes() if n.get("Alive") and n["Resources"].get("CPU", 0) >= 1]
 
-    def run_spread(self, key: str, task: dict[str, Any], nodes: int) -> Outcome:
-        from orchestrator.backends import multinode
+    def members(self, placement: Placement) -> Any:
+        """A placement group holding every rank's share (one GPU and one core per GPU rank; a
+        whole node's cores per CPU rank): STRICT_PACK on one node, STRICT_SPREAD for one rank
+        per node, else SPREAD with each node's count checked."""
+        from ray.util.placement_group import placement_group, placement_group_table, remove_placement_group
 
-        chosen = self._nodes()[:nodes]
-        cores = min(int(n["Resources"]["CPU"]) for n in chosen)
+        from orchestrator.backends.gang import RayMembers
+
+        ray = _ray()
+        nodes = {n["NodeID"]: n for n in self._nodes()}
+        if placement.device == "gpu":
+            per_node, bundle = placement.gpus, {"CPU": 1.0, "GPU": 1.0}
+        else:
+            per_node, bundle = 1, {"CPU": float(min(int(n["Resources"]["CPU"]) for n in nodes.values()))}
+        strategy = "STRICT_PACK" if placement.nodes == 1 else ("STRICT_SPREAD" if per_node == 1 else "SPREAD")
+        bundles = [dict(bundle) for _ in range(per_node * placement.nodes)]
+        group = placement_group(bundles, strategy=strategy)
         try:
-            result = multinode.execute(multinode.RayNodes(_ray(), chosen, cores), {**task, "threads": cores})
-        except Exception as exc:  # noqa: BLE001 - a job's failure is data
-            cause = getattr(exc, "cause", None) or exc
-            return Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)
-        return Outcome(key, result)
+            ray.get(group.ready(), timeout=GANG_READY_S)
+            where = [placement_group_table(group)["bundles_to_node_id"][i] for i in range(len(bundles))]
+        except Exception as exc:  # noqa: BLE001 - the cluster cannot hold the gang (now)
+            remove_placement_group(group)
+            raise EnvironmentUnavailable(f"placement {placement}: Ray could not reserve {len(bundles)} x {bundle} "
+                                         f"({strategy}) within {GANG_READY_S:.0f} s ({type(exc).__name__})") from None
+        counts = {node: where.count(node) for node in where}
+        if len(counts) != placement.nodes or set(counts.values()) != {per_node}:
+            remove_placement_group(group)
+            raise EnvironmentUnavailable(f"placement {placement}: Ray spread the gang {sorted(counts.values())} "
+                                         f"over {len(counts)} node(s)")
+        hosts = [nodes[node]["NodeManagerAddress"] if node in nodes else LOOPBACK for node in where]
+        names = [f"ray://{host}/{node[:8]}/bundle{i}" for i, (host, node) in enumerate(zip(hosts, where))]
+        return RayMembers(ray, group, bundles, names, hosts)
 
     def _remote(self, function: Any, cores: int, gpus: int) -> Any:
         """One remote function per (function, resource shape), registered once."""

@@ -108,6 +108,31 @@ def probe_here(threads: int | None = None) -> dict[str, Any]:
     return sentinel.latest(torch.device("cpu"), force=True)
 
 
+def gang_rank(task: dict[str, Any], rank: int, world: int, init_method: str) -> dict[str, Any]:
+    """One rank of a gang (kernels/gang.py), imported here: the client pickles this module's
+    functions without importing torch."""
+    from orchestrator.kernels.gang import rank_main
+
+    return rank_main(task, rank, world, init_method)
+
+
+def gpus_here() -> dict[str, Any]:
+    """The GPUs this worker process sees, and whether they are stand-ins (ORCH_FAKE_GPUS)."""
+    from orchestrator.backends.base import local_gpu_count
+    from orchestrator.hardware.standin import fake_gpu_count
+
+    return {"gpus": local_gpu_count(), "stand_in": fake_gpu_count() > 0}
+
+
+def free_port(host: str) -> int:
+    """A port free on this worker's host, for a gang's rendezvous (rank 0 listens there)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def run_on_dask(task: dict[str, Any], gpus: int) -> dict[str, Any]:
     from distributed import get_worker
 

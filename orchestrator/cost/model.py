@@ -24,6 +24,7 @@ from orchestrator.workload.model import Job
 
 CPU_MEMORY_USABLE = 0.8     # leave room for the OS, Python and the worker
 GPU_MEMORY_USABLE = 0.9     # CUDA context, allocator fragmentation
+LOOPBACK_LATENCY_S = 5e-5  # gloo over TCP on one host: a small message, there and back
 TASK_OVERHEAD_S = 1e-3      # Dask: about 1 ms of scheduler time per task (Dask best-practices docs)
 DEFAULT_CPU_CORE_W = 10.0   # estimate where a profile has no CPU power figure
 DEFAULT_GPU_W = 300.0
@@ -213,13 +214,10 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         # sorting compares rather than computes: its own measured rate, on top of any FLOPs
         terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
     serial, overlapped = rates.call_overhead_s(device, op.kernels(p), op.kernel, eager=op.eager_torch)
-    issuers = placement.gpus if placement.device == "gpu" else 1  # one host thread launches on every GPU
-    terms["overhead_s"] = serial * issuers
-    terms["dispatch_s"] = overlapped * issuers
-    if placement.nodes > 1:
-        terms["overhead_s"] += TASK_OVERHEAD_S * placement.nodes
+    terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
+    terms["dispatch_s"] = overlapped
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
-    terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if split else 0.0
+    terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if placement.devices > 1 else 0.0
 
     terms, basis = _learned(job, placement, hw, terms, device, share) if calibrated and hw.calibration else (terms, "model")
     predicted = combine(terms)
@@ -259,73 +257,60 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
 
 
 def _transfer_s(op: Op, p: dict, itemsize: int, placement: Placement, hw: Hardware, data: str) -> float:
-    """Seconds of the copies one execution makes, as the harness and the split kernels make
-    them: host inputs in and the result out for a GPU job with `data: host`; the inputs out of
-    the GPU for a CPU job with `data: device` (its result stays in host memory); shards
-    scattered from and results gathered on the first GPU of a split job; a multi-node job's
-    results gathered to the client."""
+    """Seconds of the copies one execution makes between host and device, as the harness and
+    the gang's ranks make them: a GPU job with `data: host` copies its inputs in (each rank its
+    shard and the replicated part, the ranks of a node sharing its host memory) and, on one
+    GPU, its result out (a gang's result stays on its ranks); a CPU job with `data: device`
+    copies its inputs out of the GPU."""
     n = placement.devices
     split = op.split is not Split.NONE and n > 1
     in_bytes, out_bytes = op.input_bytes(p, itemsize), op.output_bytes(p, itemsize)
     repl_bytes = op.replicated_elements(p) * itemsize
-    gathered = out_bytes * (n - 1) / n if split and op.split in (Split.ROW_BLOCKS, Split.ELEMENTWISE) else 0.0
-    seconds = 0.0
     if placement.device == "gpu" and data == "host":
         gpu = hw.gpus[0]
-        # one process scatters the shards from host memory (and copies the replicated part to
-        # every GPU of its node): the copies share the host side, so they add up
         gpus_here = placement.gpus if split else 1
         h2d = (in_bytes - repl_bytes) / placement.nodes + repl_bytes * gpus_here
         latency = gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
         # host inputs are ordinary (pageable) memory, as the harness makes them and as NumPy's are
-        out = out_bytes / placement.nodes
-        seconds = (h2d / rates.h2d_bandwidth(gpu, nbytes=h2d) + out / rates.d2h_bandwidth(gpu, nbytes=out)
-                   + 2 * latency * gpus_here)
-        if placement.nodes == 1:
-            seconds += gathered / rates.peer_bandwidth(gpu)
-    elif placement.device == "cpu" and data == "device" and hw.gpus:
-        seconds = in_bytes / rates.d2h_bandwidth(hw.gpus[0], nbytes=in_bytes)
-    elif placement.device == "gpu" and data == "device" and split and placement.nodes == 1:
-        # the inputs sit on the first GPU: its shards and the replicated part go out to the others
-        scattered = (in_bytes - repl_bytes) * (n - 1) / n + repl_bytes * (n - 1)
-        seconds = (scattered + gathered) / rates.peer_bandwidth(hw.gpus[0])
-    if placement.nodes > 1 and op.split is not Split.DATA_PARALLEL and hw.network is not None:
-        # a multi-node job's inputs start partitioned across the nodes (each makes its own shard
-        # and the replicated part); every execution gathers the results to the client
-        seconds += out_bytes / hw.network.bandwidth + 2 * hw.network.latency_s
-    return seconds
+        seconds = h2d / rates.h2d_bandwidth(gpu, nbytes=h2d) + latency
+        if n == 1:
+            seconds += out_bytes / rates.d2h_bandwidth(gpu, nbytes=out_bytes) + latency
+        return seconds
+    if placement.device == "cpu" and data == "device" and hw.gpus:
+        return in_bytes / rates.d2h_bandwidth(hw.gpus[0], nbytes=in_bytes)
+    return 0.0
+
+
+def link_of(placement: Placement, hw: Hardware) -> tuple[float, float]:
+    """Bandwidth (bytes/s) and latency (s) of the slowest link a gang's collectives cross: the
+    network between nodes; within a node GPU to GPU (NVLink, else PCIe), or host memory for CPU
+    ranks and stand-ins (gloo over loopback)."""
+    if placement.nodes > 1 and hw.network is not None:
+        return hw.network.bandwidth, hw.network.latency_s
+    if placement.device == "gpu" and hw.gpus and not hw.gpus[0].stand_in:
+        gpu = hw.gpus[0]
+        return rates.peer_bandwidth(gpu), gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
+    return rates.memory_bandwidth(hw.node.cpu) / 4, LOOPBACK_LATENCY_S
 
 
 def _communication_s(op: Op, p: dict, itemsize: int, placement: Placement, hw: Hardware) -> float:
-    """Seconds of a split job's reductions, as its kernel or driver runs them, `op.collectives`
-    rounds an execution:
-    - one process driving the GPUs of a node: every other GPU's partial goes to the first one,
-      tensor by tensor, and the combined state goes back out (`broadcast_bytes`);
-    - across nodes with torch.distributed: a ring all-reduce per tensor, 2(n-1)/n x S / B +
-      2(n-1) x latency (Patarasuk & Yuan, 2009);
-    - across nodes through the client (`multinode_reduce = "client"`): every node's partials
-      to the client and the state back, one scheduler task per node a round."""
-    if op.split not in (Split.SHARDS_REDUCE, Split.DATA_PARALLEL):
-        return 0.0
+    """Seconds of a gang's collectives in one execution, one formula per pattern over the
+    slowest link they cross (`link_of`), ring algorithms (Patarasuk & Yuan, 2009) over n ranks:
+    - all-reduce of S bytes: 2(n-1)/n x S / B + 2(n-1) x latency, per tensor for the latency;
+    - all-gather of a result of S bytes (matmul's row blocks): (n-1)/n x S / B + (n-1) x latency;
+    - two barriers (each a tiny all-reduce) around every execution.
+    Dot and sum all-reduce their partial once; k-means its sums, counts and inertia every
+    iteration; training its gradients every step (DDP, in buckets); axpy exchanges nothing."""
     n = placement.devices
+    bandwidth, latency = link_of(placement, hw)
+    barriers = 2 * 2 * (n - 1) * latency
+    if op.split is Split.ROW_BLOCKS:
+        return barriers + (n - 1) / n * op.output_bytes(p, itemsize) / bandwidth + (n - 1) * latency
+    if op.split not in (Split.SHARDS_REDUCE, Split.DATA_PARALLEL):
+        return barriers
     reduced, tensors = op.collective_bytes(p, itemsize), op.collective_tensors(p)
-    sent_back, sent_back_tensors = op.broadcast_bytes(p, itemsize), op.broadcast_tensors(p)
-    if placement.nodes > 1 and hw.network is not None:
-        bandwidth, latency = hw.network.bandwidth, hw.network.latency_s
-        if op.multinode_reduce == "client":
-            k = placement.nodes
-            per_round = k * (reduced + sent_back) / bandwidth + 2 * latency + k * TASK_OVERHEAD_S
-        else:
-            per_round = 2 * (n - 1) / n * reduced / bandwidth + tensors * 2 * (n - 1) * latency
-    else:
-        if placement.device == "gpu":
-            gpu = hw.gpus[0]
-            bandwidth = rates.peer_bandwidth(gpu)
-            latency = gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
-        else:  # several nodes with no measured network: a copy within host memory
-            bandwidth, latency = rates.memory_bandwidth(hw.node.cpu), rates.DEFAULT_TRANSFER_LATENCY_S
-        per_round = (n - 1) * (reduced + sent_back) / bandwidth + (n - 1) * (tensors + sent_back_tensors) * latency
-    return op.collectives(p) * per_round
+    per_round = 2 * (n - 1) / n * reduced / bandwidth + tensors * 2 * (n - 1) * latency
+    return barriers + op.collectives(p) * per_round
 
 
 def candidates(hw: Hardware) -> list[Placement]:

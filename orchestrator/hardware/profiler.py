@@ -13,7 +13,8 @@ import numpy as np
 from orchestrator import __version__
 from orchestrator.hardware import bench_cpu, bench_gpu, bench_ops
 from orchestrator.hardware.cpu import discover_cpu
-from orchestrator.hardware.nvml import discover_gpus
+from orchestrator.hardware.nvml import GpuDiscovery, discover_gpus
+from orchestrator.hardware.standin import fake_gpu_count, stand_in_gpus
 from orchestrator.hardware.peaks import accept, gpu_ceilings
 from orchestrator.profile.model import CpuProfile, GpuProfile, NodeProfile, SystemInfo
 from orchestrator.profile.store import this_host
@@ -187,7 +188,9 @@ def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env:
                     gpu_device: Callable[[GpuProfile], Any] | None = None) -> NodeProfile:
     """Discover and measure this machine. `benchmark=False` gives discovery only."""
     cpu = discover_cpu()
-    discovery = discover_gpus(nvml, env)
+    fake = fake_gpu_count(env)
+    discovery = (GpuDiscovery(note=f"ORCH_FAKE_GPUS={fake}: {fake} CPU stand-in GPU(s), for tests") if fake
+                 else discover_gpus(nvml, env))
     system = _versions()
     system.driver_version = discovery.driver_version
     system.cuda_driver_version = discovery.cuda_driver_version
@@ -205,6 +208,8 @@ def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env:
     if benchmark:
         _bench_cpu(cpu, quick, flags, step)
         _bench_gpus(discovery.gpus, quick, flags, step, gpu_device)
+    if fake:
+        discovery.gpus = stand_in_gpus(cpu, fake)  # after the CPU's benchmarks: its rates are theirs
         if progress:
             progress("done", total, total)
     host = this_host()

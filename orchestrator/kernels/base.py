@@ -48,6 +48,20 @@ class Kernel(abc.ABC):
     def run_split(self, x: Tensors, p: dict[str, Any], devices: list[torch.device], data_on_host: bool) -> Any:
         raise NotImplementedError(f"{self.op} does not split across devices")
 
+    # A gang (kernels/gang.py): the inputs each rank keeps a slice of, along their first
+    # dimension, and the parameter that slice divides. () = the op has no distributed form.
+    gang_split: ClassVar[tuple[str, ...]] = ()
+    gang_size: ClassVar[str] = ""
+
+    def run_rank(self, x: Tensors, p: dict[str, Any], comm: Any) -> Any:
+        """One execution of the op's distributed form on this rank's shard (`p` sized to it);
+        `comm` (kernels/gang.Comm) holds the collectives. Default: the shard alone, no exchange."""
+        return self.run(x, p)
+
+    def check_rank(self, x: Tensors, result: Any, p: dict[str, Any], dtype: str, comm: Any) -> float:
+        """This rank's part of the result checked against its shard (float64)."""
+        return self.check(x, result, p, dtype)
+
 
 def rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
     got64, want64 = got.detach().to("cpu", torch.float64), want.detach().to("cpu", torch.float64)

@@ -22,6 +22,8 @@ def _factor_scale(dtype: torch.dtype, k: int) -> float:
 class Matmul(Kernel):
     op = "matmul"
     splits = True
+    gang_split = ("a",)
+    gang_size = "m"
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         scale = _factor_scale(dtype, p["k"])
@@ -37,6 +39,13 @@ class Matmul(Kernel):
         parts = [block.to(d) @ x["b"].to(d) for block, d in zip(blocks, devices)]
         return torch.cat([part.to(devices[0]) for part in parts])
 
+    def run_rank(self, x, p, comm) -> Any:
+        """This rank's row block of C, then every block on every rank (all-gather)."""
+        return comm.gather_rows(self.run(x, p))
+
+    def check_rank(self, x, result, p, dtype, comm) -> float:
+        return self.check(x, result[comm.start:comm.start + comm.count], p, dtype)
+
     def check(self, x, result, p, dtype) -> float:
         """Eight rows against float64, B taken a block of columns at a time (a float64 copy of
         a 100K x 100K B would be 80 GB)."""
@@ -49,6 +58,8 @@ class Matmul(Kernel):
 
 class BatchedMatmul(Matmul):
     op = "batched_matmul"
+    gang_split = ("a", "b")
+    gang_size = "batch"
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         scale = _factor_scale(dtype, p["k"])

@@ -14,6 +14,8 @@ LEARNING_RATE = 0.05
 class Kmeans(Kernel):
     op = "kmeans"
     splits = True
+    gang_split = ("x",)
+    gang_size = "samples"
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         s, f, c = p["samples"], p["features"], p["clusters"]
@@ -65,9 +67,27 @@ class Kmeans(Kernel):
         shards = [part.to(d) for part, d in zip(x["x"].tensor_split(len(devices)), devices)]
         return self._lloyd(shards, x["init"].to(devices[0]), p["iterations"])
 
+    def run_rank(self, x, p, comm) -> Any:
+        """Lloyd on this rank's points; each iteration's per-cluster sums, counts and inertia
+        are all-reduced, so every rank moves the same centroids (no round trip to a client)."""
+        centroids = x["init"].clone()
+        inertia = torch.zeros(())
+        for _ in range(p["iterations"]):
+            sums, counts, inertia = (comm.all_reduce(part) for part in self._partials(x["x"], centroids))
+            means = sums / counts.clamp(min=1)[:, None]
+            centroids = torch.where(counts[:, None] > 0, means, centroids.to(means.dtype)).to(x["init"].dtype)
+        return centroids, float(inertia)
+
+    def check_rank(self, x, result, p, dtype, comm) -> float:
+        start = float(comm.all_reduce(self._partials(x["x"].float().cpu(), x["init"].float().cpu())[2]))
+        return self._no_rise(start, result[1])
+
     def check(self, x, result, p, dtype) -> float:
         _, inertia = result
-        start = float(self._partials(x["x"].float().cpu(), x["init"].float().cpu())[2])
+        return self._no_rise(float(self._partials(x["x"].float().cpu(), x["init"].float().cpu())[2]), inertia)
+
+    @staticmethod
+    def _no_rise(start: float, inertia: float) -> float:
         if not inertia <= start * 1.001:
             raise KernelCheckError(f"kmeans: inertia rose from {start:.4g} to {inertia:.4g}")
         return inertia / max(start, 1e-30)
@@ -75,6 +95,8 @@ class Kmeans(Kernel):
 
 class _Training(Kernel):
     splits = True
+    gang_split = ("x", "y")
+    gang_size = "samples"
 
     def widths(self, p: dict[str, Any]) -> list[int]:
         raise NotImplementedError
@@ -131,6 +153,37 @@ class _Training(Kernel):
 
     def run(self, x: Tensors, p) -> Any:
         return self._train(x, p, [x["x"].device])
+
+    def run_rank(self, x, p, comm) -> Any:
+        """Data-parallel SGD as DistributedDataParallel: one replica per rank on its shard, DDP
+        averaging the gradients over the ranks every step; every rank takes as many steps as the
+        largest shard needs (a shorter one repeats its tail). Returns the first and last loss,
+        averaged over the ranks."""
+        import math
+
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = self._model(p, x["x"].dtype, comm.device)
+        ddp = DistributedDataParallel(model, device_ids=[comm.device.index] if comm.device.type == "cuda" else None)
+        batch = max(1, p["batch_size"] // comm.world)
+        steps = math.ceil(max(comm.sizes) / batch)
+        first = last = math.nan
+        for _ in range(p["epochs"]):
+            for step in range(steps):
+                start = min(step * batch, max(x["x"].shape[0] - batch, 0))
+                ddp.zero_grad(set_to_none=True)
+                loss = self._loss(ddp, x["x"][start:start + batch], x["y"][start:start + batch])
+                loss.backward()
+                with torch.no_grad():
+                    for param in ddp.parameters():
+                        param -= LEARNING_RATE * param.grad
+                if step in (0, steps - 1):
+                    last = float(comm.all_reduce(loss.detach().float().reshape(1))) / comm.world
+                    first = last if math.isnan(first) else first
+        return first, last
+
+    def check_rank(self, x, result, p, dtype, comm) -> float:
+        return self.check(x, result, {**p, "samples": comm.total}, dtype)
 
     def run_split(self, x, p, devices, data_on_host) -> Any:
         return self._train(x, p, devices)

@@ -22,6 +22,8 @@ from orchestrator.kernels.base import (
 class Dot(Kernel):
     op = "dot"
     splits = True
+    gang_split = ("x", "y")
+    gang_size = "n"
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         # each factor gets half the scale's exponent, so every product (mean 1/4) shrinks by it
@@ -35,6 +37,13 @@ class Dot(Kernel):
         xs, ys = x["x"].tensor_split(len(devices)), x["y"].tensor_split(len(devices))
         parts = [torch.dot(a.to(d), b.to(d)) for a, b, d in zip(xs, ys, devices)]
         return sum(part.to(devices[0]) for part in parts)
+
+    def run_rank(self, x, p, comm) -> Any:
+        return comm.all_reduce(self.run(x, p).reshape(1))  # this shard's dot, summed over the ranks
+
+    def check_rank(self, x, result, p, dtype, comm) -> float:
+        want = comm.all_reduce(torch.dot(x["x"].double(), x["y"].double()).reshape(1))
+        return require(rel_error(result, want), dtype, "dot", 1 + math.log2(comm.total) / 4)
 
     def check(self, x, result, p, dtype) -> float:
         want = torch.dot(x["x"].double().cpu(), x["y"].double().cpu())
@@ -70,6 +79,8 @@ class Axpy(Kernel):
 
     op = "axpy"
     splits = True
+    gang_split = ("x", "y", "y0")
+    gang_size = "n"
     alpha = 0.5
     check_only = frozenset({"y0"})
 
@@ -96,6 +107,15 @@ class Axpy(Kernel):
 class Sum(Kernel):
     op = "sum"
     splits = True
+    gang_split = ("x",)
+    gang_size = "n"
+
+    def run_rank(self, x, p, comm) -> Any:
+        return comm.all_reduce(self.run(x, p).reshape(1))
+
+    def check_rank(self, x, result, p, dtype, comm) -> float:
+        want = comm.all_reduce(x["x"].double().sum().reshape(1))
+        return require(rel_error(result, want), dtype, "sum", 1 + math.log2(comm.total) / 4)
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         return {"x": uniform((p["n"],), dtype, gen, device, sum_safe_scale(dtype, p["n"], 0.5))}

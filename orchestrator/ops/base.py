@@ -122,11 +122,6 @@ class Op(abc.ABC):
         the work (flops / calls). Never decreases when the work grows."""
         return 1
 
-    # How a multi-node execution combines its partial results each round: "allreduce" among the
-    # nodes (torch.distributed), or "client": every node's partials go to the client, which sends
-    # the combined state back out (the k-means driver does this once per Lloyd iteration).
-    multinode_reduce: ClassVar[str] = "allreduce"
-
     def collectives(self, p: dict[str, Any]) -> int:
         """Reduction rounds per execution when split (SHARDS_REDUCE: 1; DATA_PARALLEL: per step)."""
         return 1
@@ -136,16 +131,8 @@ class Op(abc.ABC):
         return float(itemsize)
 
     def collective_tensors(self, p: dict[str, Any]) -> int:
-        """Separate tensors reduced each round: each is one message (gloo and the in-process
-        reduction send one per tensor)."""
+        """Separate all-reduces each round: each pays the link's latency."""
         return 1
-
-    def broadcast_bytes(self, p: dict[str, Any], itemsize: int) -> float:
-        """Bytes sent back out to every other device after each round's reduction."""
-        return 0.0
-
-    def broadcast_tensors(self, p: dict[str, Any]) -> int:
-        return 0
 
     def replicated_elements(self, p: dict[str, Any]) -> float:
         """Input elements every device needs whole when split (B of a matmul)."""

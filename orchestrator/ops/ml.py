@@ -13,13 +13,15 @@ _LAUNCHES_PER_LAYER = 9
 _LAUNCHES_PER_STEP = 6  # loss, zero_grad, data slice, ...
 
 
+DDP_BUCKET_BYTES = 25 * 2**20
+
+
 class Kmeans(Op):
     name = "kmeans"
     summary = "Lloyd's k-means on synthetic blobs"
     params = {"samples": Param(), "features": Param(), "clusters": Param(), "iterations": Param(default=10)}
     kernel = Kernel.GEMM
     split = Split.DATA_PARALLEL
-    multinode_reduce = "client"  # backends/multinode.py: partials to the client every iteration
 
     def flops(self, p: dict[str, Any]) -> float:
         s, f, c = p["samples"], p["features"], p["clusters"]
@@ -55,12 +57,6 @@ class Kmeans(Op):
 
     def collective_tensors(self, p: dict[str, Any]) -> int:
         return 3
-
-    def broadcast_bytes(self, p: dict[str, Any], itemsize: int) -> float:
-        return float(p["clusters"] * p["features"] * itemsize)  # the new centroids
-
-    def broadcast_tensors(self, p: dict[str, Any]) -> int:
-        return 1
 
 
 class _Training(Op):
@@ -118,13 +114,8 @@ class _Training(Op):
         return self.parameters(p) * itemsize  # every gradient, in the parameters' dtype
 
     def collective_tensors(self, p: dict[str, Any]) -> int:
-        return 2 * len(self.layers(p))  # a weight and a bias per layer, reduced one by one
-
-    def broadcast_bytes(self, p: dict[str, Any], itemsize: int) -> float:
-        return self.parameters(p) * itemsize  # in one process: the averaged gradients go back out
-
-    def broadcast_tensors(self, p: dict[str, Any]) -> int:
-        return 2 * len(self.layers(p))
+        # DistributedDataParallel all-reduces the gradients in buckets of 25 MiB (its bucket_cap_mb)
+        return max(1, math.ceil(self.parameters(p) * 4 / DDP_BUCKET_BYTES))
 
 
 class TrainLinear(_Training):

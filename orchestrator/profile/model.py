@@ -132,6 +132,7 @@ class GpuProfile(_Device):
     index: int
     name: str
     uuid: str | None = None
+    stand_in: bool = False  # a CPU standing in for a GPU (ORCH_FAKE_GPUS, tests only)
     available: bool = True
     error: str | None = None
     memory_total_bytes: int | None = None

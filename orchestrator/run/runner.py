@@ -68,10 +68,17 @@ def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address:
     from orchestrator.profile import network as networks
 
     node = hw.node
-    if len(hw.gpus) > capacity.gpus_per_worker:
-        notes.append(f"profile {hw.name} has {len(hw.gpus)} GPU(s); the cluster serves {capacity.gpus_per_worker}: "
+    serves = capacity.gpus_per_node
+    if not hw.gpus and serves and capacity.stand_in_gpus:
+        from orchestrator.hardware.standin import stand_in_gpus
+
+        notes.append(f"the cluster's {serves} GPU(s) per node are CPU stand-ins (ORCH_FAKE_GPUS): planned as "
+                     f"{hw.name}'s CPU")
+        node = node.model_copy(update={"gpus": stand_in_gpus(node.cpu, serves)})
+    elif len(hw.gpus) > serves:
+        notes.append(f"profile {hw.name} has {len(hw.gpus)} GPU(s); the cluster serves {serves} per node: "
                      "planning without the others")
-        node = node.model_copy(update={"gpus": hw.gpus[:capacity.gpus_per_worker]})
+        node = node.model_copy(update={"gpus": hw.gpus[:serves]})
     nodes = capacity.nodes
     if hw.nodes > 1 and hw.nodes != nodes:
         notes.append(f"{hw.name} describes {hw.nodes} nodes; the cluster has {nodes}: planning for {nodes}")
@@ -83,8 +90,9 @@ def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address:
             notes.append(f"the network between the cluster's {nodes} hosts is not measured: assuming "
                          f"{link.bandwidth / 1e9:.3g} GB/s and {link.latency_s * 1e6:.0f} µs "
                          f"(measure it with `orch profile --address {address}`)")
-    # what orch can execute across nodes: CPU placements (multi-node GPU jobs are not built)
-    return Hardware(hw.name, node, nodes, link, hw.calibration, spread=("cpu",))
+    # GPUs across nodes where every node has as many one-GPU workers as the plan gives a node
+    gpus_everywhere = node.gpus and len(capacity.gpu_nodes(len(node.gpus))) >= nodes
+    return Hardware(hw.name, node, nodes, link, hw.calibration, spread=("cpu", "gpu") if gpus_everywhere else ("cpu",))
 
 
 def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None = None) -> Hardware:
@@ -105,21 +113,29 @@ def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None 
 def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
     if forced is None:
         return
-    if forced.nodes > 1:
-        if forced.device == "gpu":
-            raise EnvironmentUnavailable(f"--placement {forced}: multi-node GPU execution is not built yet",
-                                         fix=f"use cpu@{forced.nodes}")
-        if forced.nodes > capacity.nodes or not capacity.hosts:
-            raise EnvironmentUnavailable(f"--placement {forced}: needs workers on {forced.nodes} hosts; the cluster "
-                                         f"has {capacity.nodes}", fix="connect to a cluster with --address")
-    if forced.device == "gpu" and forced.gpus > capacity.gpus_per_worker:
-        have = capacity.gpus_per_worker
-        raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU(s) on one worker; "
+    if forced.device == "gpu" and forced.nodes > 1:
+        found = len(capacity.gpu_nodes(forced.gpus))
+        if found < forced.nodes:
+            raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU worker(s) on each of "
+                                         f"{forced.nodes} hosts; the cluster has {found} such host(s)",
+                                         fix="connect to a cluster with --address (`dask cuda worker` on each node)")
+    elif forced.nodes > 1 and (forced.nodes > capacity.nodes or not capacity.hosts):
+        raise EnvironmentUnavailable(f"--placement {forced}: needs workers on {forced.nodes} hosts; the cluster "
+                                     f"has {capacity.nodes}", fix="connect to a cluster with --address")
+    if forced.device == "gpu" and forced.gpus > capacity.gpus_per_node:
+        have = capacity.gpus_per_node
+        raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU(s) on one node; "
                                      f"the cluster has {have if have else 'no'} GPU" + ("s" if have != 1 else ""),
                                      fix="drop --placement, or run where GPUs are")
 
 
-def _task(jp: JobPlan, threads: int) -> dict[str, Any]:
+def _gang(placement: Placement, capacity: Capacity) -> bool:
+    """Whether a job holds several workers at once (gang.py): several nodes, or more GPUs than
+    one worker has (one worker per GPU)."""
+    return placement.nodes > 1 or (placement.device == "gpu" and placement.gpus > capacity.gpus_per_worker)
+
+
+def _task(jp: JobPlan, threads: int | None) -> dict[str, Any]:
     job = jp.job
     return {"name": job.name, "op": job.op, "params": job.params, "dtype": job.dtype, "repeats": job.repeats, "warmup": job.warmup,
             "data": job.data, "placement": jp.chosen.placement, "seed": job.seed, "threads": threads,
@@ -164,7 +180,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
     cores = discover_cpu().cores_logical
     started = False
     if address is None:  # what an embedded cluster will have is known before starting it
-        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count()))
+        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count(), hosts={"127.0.0.1": ["embedded"]}))
     warnings = engine.link_warnings()
     for warning in warnings:  # said before connecting
         emit("warning", {"message": warning})
@@ -176,6 +192,8 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         warnings += capacity.notes
         notes: list[str] = []
         planned_for = fit_to_capacity(hw, capacity, notes, address)
+        if capacity.gpu_workers:
+            notes.append(f"GPU workers: {capacity.gpu_workers}")
         plan = make_plan(workload, planned_for, objective, forced)
         report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
         rows = [{"name": jp.job.name, "op": jp.job.op, "params": jp.job.params, "dtype": jp.job.dtype,
@@ -226,11 +244,13 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
                 emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
                              "busy_s": busy_s(jp.job, jp.chosen)})
 
-        spread = {key: jp for key, jp in by_key.items() if Placement.parse(jp.chosen.placement).nodes > 1}
-        for key, jp in spread.items():  # each holds several nodes: one at a time, before the rest
-            finished([engine.run_spread(key, _task(jp, capacity.cores_per_worker),
-                                        Placement.parse(jp.chosen.placement).nodes)])
-        groups.dispatch(engine, {key: jp for key, jp in by_key.items() if key not in spread},
+        gangs = {key: jp for key, jp in by_key.items() if _gang(Placement.parse(jp.chosen.placement), capacity)}
+        for key, jp in gangs.items():  # each holds several workers: one at a time, before the rest
+            placement = Placement.parse(jp.chosen.placement)
+            # a CPU rank has its worker's cores; the ranks of one node's stand-in GPUs share them
+            share = capacity.cores_per_worker if placement.device == "cpu" else max(1, threads // placement.gpus)
+            finished([engine.run_gang(key, _task(jp, share), placement)])
+        groups.dispatch(engine, {key: jp for key, jp in by_key.items() if key not in gangs},
                         lambda jp: _task(jp, threads), threads, capacity.cpu_workers * capacity.cores_per_worker,
                         run_id)
         for batch in engine.results():
