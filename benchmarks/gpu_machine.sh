@@ -10,7 +10,10 @@
 # 4. the main job on that profile: plan, run, report (--compare h100-sxm);
 # 5. decision quality: every demo job on cpu and gpu, regret of orch's choice (decisions.py);
 # 6. accuracy on held-out jobs, every job on the GPU, then where orch's plan puts each one;
-# 7. orch's overhead against bare Dask (overhead.py).
+# 7. orch's overhead against bare Dask (overhead.py);
+# 8. the real gang paths: `pytest -m gpu` (NVML discovery, a world-size-1 gang over NCCL for
+#    matmul, k-means and DDP training, the embedded cluster's one worker per GPU), then
+#    `orch run --placement gpu` with dask-cuda's worker spec where dask-cuda imports.
 #
 # Each step has its own time limit and writes <step>.txt; everything lands in $OUT/results.tgz
 # (refreshed after every step, so a run cut short still returns what it did) and the summary in
@@ -54,4 +57,7 @@ TAIL=30 step decisions 150 "$PY benchmarks/decisions.py --profile $PROFILE"
 TAIL=25 step accuracy-gpu 150 "$PY benchmarks/accuracy.py --profile $PROFILE --placement gpu --json $R/accuracy-gpu.json"
 TAIL=25 step accuracy-plan 150 "$PY benchmarks/accuracy.py --profile $PROFILE --json $R/accuracy-plan.json"
 TAIL=15 step overhead 120 "$PY benchmarks/overhead.py --profile $PROFILE --rounds 1"
+TAIL=25 step gangs 240 "$PY -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu_real.py"
+TAIL=20 step dask-cuda 150 "$PY -c 'import dask_cuda; print(\"dask-cuda\", dask_cuda.__version__)' && \
+  $ORCH run workloads/demo.yaml --profile $PROFILE --placement gpu 2>&1 | grep -E 'GPU workers|jobs ok'"
 } 2>&1 | tee "$OUT/log.txt"

@@ -153,3 +153,16 @@ def test_ray_gangs_on_one_node_and_across_two(tmp_path, monkeypatch):
         cluster.shutdown()
     for job in report["jobs"]:
         assert job["status"] == "ok" and len(set(job["workers"])) == 4, job
+
+
+def test_ray_reruns_a_gang_whose_rank_was_killed(tmp_path):
+    pytest.importorskip("ray")
+    workload = tmp_path / "w.yaml"
+    workload.write_text(GANG_JOBS)
+    env = {"ORCH_FAKE_GPUS": "2", "ORCH_HOME": str(tmp_path / "home"), "ORCH_CRASH_JOBS": "km",
+           "ORCH_CRASH_MARKERS": str(tmp_path), "ORCH_COLLECTIVE_TIMEOUT_S": "30"}
+    report, _ = _run(workload, "--backend", "ray", "--placement", "gpu:2", env=env)
+    jobs = {job["name"]: job for job in report["jobs"]}
+    assert all(job["status"] == "ok" for job in jobs.values()), jobs
+    assert jobs["km"]["attempts"] == 2 and jobs["km"]["failures"][0]["error_type"] == "WorkerDied", jobs["km"]
+    assert _left_behind(env["ORCH_HOME"]) == []

@@ -17,7 +17,6 @@ from orchestrator.placement import Placement
 
 
 GANG_WAIT_S = 60.0  # for a gang's members to be back after one died (a nanny restarts its worker)
-MEMBER_GONE_WAIT_S = 3.0  # for the scheduler to see a member gone after its peers failed
 MAX_ERROR = 500
 DEFAULT_RETRIES = 3  # re-runs after a worker dies, as Dask's distributed.scheduler.allowed-failures
 # what engines raise when they give up on a task because its workers kept dying
@@ -171,6 +170,9 @@ class Backend(abc.ABC):
             try:
                 members = self._members_within(placement, GANG_WAIT_S if failures else 0.0)
             except EnvironmentUnavailable as exc:
+                if failures:  # the member that died never came back
+                    return Outcome(key, None, f"WorkerDied: {failures[-1]['error']}; no replacement within "
+                                              f"{GANG_WAIT_S:.0f} s ({exc})", "WorkerDied", failures)
                 return Outcome(key, None, f"GangUnavailable: {exc}", "GangUnavailable", failures)
             try:
                 return Outcome(key, gang.execute(members, task), failures=failures)
@@ -254,13 +256,13 @@ def _cause(run: dict[str, Any], deaths: list[dict[str, Any]]) -> str:
 def _lost_member(members: Any, error: Exception) -> Any:
     """The member whose death `error` followed (its peers' collectives fail when it goes), if
     one left the cluster within a moment; else None: the job's own error."""
-    from orchestrator.backends.gang import MemberLost
+    from orchestrator.backends import gang
 
-    deadline = time.monotonic() + MEMBER_GONE_WAIT_S
+    deadline = time.monotonic() + gang.MEMBER_GONE_WAIT_S
     while True:
         gone = members.gone()
         if gone:
-            return MemberLost(gone[0], f"{type(error).__name__} on its peers: {str(error)[:MAX_ERROR]}")
+            return gang.MemberLost(gone[0], f"{type(error).__name__} on its peers: {str(error)[:MAX_ERROR]}")
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.1)

@@ -3,6 +3,7 @@ the contract (0 ok, 1 job failed, 2 bad input, 3 environment), tracebacks only w
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -34,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     common.DEBUG = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    # CUDA numbers GPUs fastest first unless told otherwise; NVML, and so the profile, by PCI
+    # bus. Set before anything initialises CUDA, here and (inherited) in embedded workers.
+    os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends a run as Ctrl-C does
     try:
         code = app(args=args, prog_name="orch", standalone_mode=False)

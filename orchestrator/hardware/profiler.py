@@ -208,10 +208,10 @@ def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env:
     if benchmark:
         _bench_cpu(cpu, quick, flags, step)
         _bench_gpus(discovery.gpus, quick, flags, step, gpu_device)
-    if fake:
-        discovery.gpus = stand_in_gpus(cpu, fake)  # after the CPU's benchmarks: its rates are theirs
         if progress:
             progress("done", total, total)
+    if fake:
+        discovery.gpus = stand_in_gpus(cpu, fake)  # after the CPU's benchmarks: its rates are theirs
     host = this_host()
     return NodeProfile(
         name=host, host=host, kind="measured", quick=quick,
