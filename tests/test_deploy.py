@@ -45,9 +45,16 @@ def test_the_promised_recipes_are_there():
     assert values["additional_worker_groups"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
     ray = _documents(DEPLOY / "kubernetes/raycluster.yaml")[0]
     gpu_group = next(g for g in ray["spec"]["workerGroupSpecs"] if g["groupName"] == "gpu")
-    assert gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    # GPU pods of four GPUs, each a Ray GPU (a gpu:4 gang packs on one), and their Dask twin: one
+    # worker per GPU by dask-cuda, each declaring gpu=1
+    assert gpu_group["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert gpu_group["rayStartParams"]["num-gpus"] == "4"
+    group = next(doc for doc in _documents(DEPLOY / "kubernetes/daskcluster.yaml") if doc.get("kind") == "DaskWorkerGroup")
+    args = group["spec"]["worker"]["spec"]["containers"][0]["args"]
+    assert args[:3] == ["dask", "cuda", "worker"] and "gpu=1" in args
     dask_sbatch = (DEPLOY / "slurm/orch-dask.sbatch").read_text()
     assert "#SBATCH --nodes" in dask_sbatch and "dask scheduler" in dask_sbatch and "dask worker" in dask_sbatch
+    assert 'dask cuda worker' in dask_sbatch and '--resources "gpu=1"' in dask_sbatch
     assert 'orch run "$WORKLOAD" --address "$ADDRESS"' in dask_sbatch
     assert "start --head" in (DEPLOY / "slurm/orch-ray.sbatch").read_text()
     assert "SLURMCluster" in (DEPLOY / "slurm/jobqueue.py").read_text()

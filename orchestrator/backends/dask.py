@@ -179,6 +179,12 @@ class DaskBackend(Backend):
         counts = {address: declared[address] or int(seen.get(address, {}).get("gpus", 0)) for address in workers}
         return counts, any(answer.get("stand_in") for answer in seen.values())
 
+    def link(self) -> dict[str, float]:
+        """The network between the first two hosts as a two-rank gang's collectives see it."""
+        from orchestrator.backends.gang import measure_link
+
+        return measure_link(self.members(Placement("cpu", 0, 2)))
+
     def members(self, placement: Placement) -> Any:
         from orchestrator.backends.gang import DaskMembers
 
@@ -203,9 +209,10 @@ class DaskBackend(Backend):
 
         try:
             workers = list(self.client.scheduler_info()["workers"])
-            probes = [self.client.submit(probe_here, threads, workers=[w], allow_other_workers=False, pure=False,
-                                         key=f"orch-probe-{i}-{id(self)}") for i, w in enumerate(workers)]
-            return [future.result(timeout=30) for future in probes]
+            # one worker after the other: workers sharing a host would otherwise measure each other
+            return [self.client.submit(probe_here, threads, workers=[w], allow_other_workers=False, pure=False,
+                                       key=f"orch-probe-{i}-{id(self)}").result(timeout=30)
+                    for i, w in enumerate(workers)]
         except Exception:  # noqa: BLE001 - a worker gone at the end leaves the run's noise unmeasured there
             return []
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from orchestrator.backends.worker import free_port, gang_rank
+from orchestrator.backends.worker import free_port, gang_link, gang_rank
 
 POLL_S = 0.5
 MEMBER_GONE_WAIT_S = 3.0  # for the engine to say a member died after its peers failed
@@ -55,16 +55,33 @@ class Members(Protocol):
         ...
 
 
-def execute(members: Members, task: dict[str, Any]) -> dict[str, Any]:
-    """Run `task` on every member at once; the job's result as a single worker would give it."""
+def _together(members: Members, fn: Callable[..., Any], *args: Any) -> list[Any]:
+    """`fn(*args, rank, world, init_method)` on every member at once, joined at a free port of
+    rank 0's host; every rank's answer."""
     world = len(members.names)
     host = members.hosts[0]
     port = members.wait([members.submit(0, free_port, host)])[0]
-    handles = [members.submit(rank, gang_rank, task, rank, world, f"tcp://{host}:{port}") for rank in range(world)]
+    handles = [members.submit(rank, fn, *args, rank, world, f"tcp://{host}:{port}") for rank in range(world)]
     try:
-        ranks = members.wait(handles)
+        return members.wait(handles)
     finally:
         members.cancel(handles)
+
+
+def measure_link(members: Members) -> dict[str, float]:
+    """The link between the members as a gang's collectives cross it (gloo all-reduces): its
+    one-way latency and bandwidth, by the ring all-reduce the cost model uses: a small one
+    takes 2(n-1) latencies, a large one of S bytes 2(n-1)/n x S / B more."""
+    found = _together(members, gang_link)[0]
+    n = found["world"]
+    latency = found["small_s"] / (2 * (n - 1))
+    moved = 2 * (n - 1) / n * found["bytes"]
+    return {"latency_s": latency, "bandwidth": moved / max(found["large_s"] - found["small_s"], 1e-9)}
+
+
+def execute(members: Members, task: dict[str, Any]) -> dict[str, Any]:
+    """Run `task` on every member at once; the job's result as a single worker would give it."""
+    ranks = _together(members, gang_rank, task)
     times = ranks[0]["times_s"]
     return {"measured_s": statistics.median(times), "times_s": times, "check": max(r["check"] for r in ranks),
             "devices": [f"{r['device']}@{name}" for r, name in zip(ranks, members.names, strict=True)],

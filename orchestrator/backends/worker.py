@@ -116,6 +116,13 @@ def gang_rank(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
     return rank_main(task, rank, world, init_method)
 
 
+def gang_link(rank: int, world: int, init_method: str) -> dict[str, float]:
+    """One rank of a link measurement (kernels/gang.py:link_rank)."""
+    from orchestrator.kernels.gang import link_rank
+
+    return link_rank(rank, world, init_method)
+
+
 def gpus_here() -> dict[str, Any]:
     """The GPUs this worker process sees, and whether they are stand-ins (ORCH_FAKE_GPUS)."""
     from orchestrator.backends.base import local_gpu_count

@@ -42,7 +42,7 @@ def plan(
     forced = parse_placement(placement)
     hardware = hardware_for(load_profile(profile))
     if address:
-        from orchestrator.run.runner import discover
+        from orchestrator.run.capacity import discover
 
         notes: list[str] = []
         hardware = discover(hardware, address, notes, tls=tls_files(tls_ca_file, tls_cert, tls_key))

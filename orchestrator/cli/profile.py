@@ -73,7 +73,8 @@ def _profile_cluster(address: str, fmt: Format) -> None:
         if capacity.nodes < 2:
             raise EnvironmentUnavailable(f"--address {address}: every worker is on one host "
                                          f"({', '.join(capacity.hosts)}); no network between nodes to measure")
-        measured = {**network.measure(engine.client, capacity.hosts), "address": address}
+        between = list(capacity.hosts)[:2]
+        measured = {**network.measured(engine.link(), between), "address": address}
         hosts = engine.client.run(_host_resources)
     finally:
         engine.close()

@@ -1,7 +1,8 @@
 """Stand-in GPUs for tests: ORCH_FAKE_GPUS=N makes a process present N CPU devices as GPUs, in
 discovery and the profile (here), in planning (they are the profile's GPUs), in the embedded
 workers (one per stand-in) and in the kernels (which compute on the CPU). Every stand-in is the
-CPU it runs on: its measured rates are the CPU's, its memory an equal share of the host's."""
+CPU it runs on: its measured rates are its share of the CPU's, its memory an equal share of the
+host's."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ def fake_gpu_count(env: Mapping[str, str] | None = None) -> int:
 
 
 def stand_in_gpus(cpu: CpuProfile, count: int) -> list[GpuProfile]:
-    """`count` stand-ins for this CPU, each with its measured rates."""
+    """`count` stand-ins for this CPU, each with an equal share of its cores' measured rates
+    (the stand-ins of a node compute side by side on it)."""
+    cpu = cpu.share(max(1, cpu.cores_logical // max(count, 1)))
     rates = cpu.model_dump(include=set(SHARED))
-    memory = cpu.memory_total_bytes // max(count, 1)
+    memory = cpu.memory_total_bytes // max(count, 1)  # the share keeps the host's memory: divided here
     copy = cpu.memory_bandwidth  # host to "device" is a copy within host memory
     return [GpuProfile(index=i, name=f"CPU stand-in {i} (ORCH_FAKE_GPUS)", stand_in=True, memory_total_bytes=memory,
                        memory_free_bytes=memory, h2d_bandwidth=copy, h2d_bandwidth_pageable=copy, d2h_bandwidth=copy,

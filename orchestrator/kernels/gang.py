@@ -123,3 +123,32 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
     finally:
         dist.destroy_process_group()
 
+
+
+LINK_SMALL_ROUNDS, LINK_LARGE_BYTES, LINK_LARGE_ROUNDS = 50, 64 << 20, 5
+
+
+def link_rank(rank: int, world: int, init_method: str) -> dict[str, float]:
+    """The link between the gang's ranks as its collectives see it (gloo, CPU tensors): the
+    median all-reduce of one float32 and of 64 MiB, after a warm-up of each; rank 0 answers."""
+    import statistics
+
+    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
+                            timeout=dt.timedelta(seconds=float(os.environ.get("ORCH_COLLECTIVE_TIMEOUT_S")
+                                                               or DEFAULT_TIMEOUT_S)))
+    try:
+        found = {}
+        for name, elements, rounds in (("small_s", 1, LINK_SMALL_ROUNDS),
+                                       ("large_s", LINK_LARGE_BYTES // 4, LINK_LARGE_ROUNDS)):
+            tensor = torch.ones(elements)
+            dist.all_reduce(tensor)
+            times = []
+            for _ in range(rounds):
+                dist.barrier()
+                started = time.perf_counter()
+                dist.all_reduce(tensor)
+                times.append(time.perf_counter() - started)
+            found[name] = statistics.median(times)
+        return {**found, "bytes": float(LINK_LARGE_BYTES), "world": float(world)}
+    finally:
+        dist.destroy_process_group()

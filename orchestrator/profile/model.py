@@ -96,6 +96,10 @@ class _Device(_Strict):
     power_w: PositiveFloat | None = None
 
 
+# the measured rates of a CPU that grow with the cores used (GEMM curves, bandwidths)
+PER_CORE = ("peak_flops", "gemm_flops", "memory_bandwidth", "cache_bandwidth", "memory_bandwidth_triad")
+
+
 class CpuProfile(_Device):
     model: str = "unknown"
     vendor: str | None = None
@@ -119,6 +123,25 @@ class CpuProfile(_Device):
     torch_call_s: PositiveFloat | None = None
     python_loop_s_per_element: PositiveFloat | None = None
     python_loop_dot: LoopVsVector | None = None
+
+    def share(self, threads: int) -> CpuProfile:
+        """This CPU as a worker of `threads` threads uses it: every rate that grows with cores
+        at threads / cores of the measured one, each op's reference run that much longer (one
+        thread of a 2-core host does half the GEMM work per second)."""
+        share = min(max(threads, 1) / self.cores_logical, 1.0)
+        data = self.model_dump()
+        for name in PER_CORE:
+            value = data.get(name)
+            if isinstance(value, dict):
+                data[name] = {k: ({n: rate * share for n, rate in v.items()} if isinstance(v, dict) else v * share)
+                              for k, v in value.items()}
+            elif value:
+                data[name] = value * share
+        data["op_benchmarks"] = {op: [{**bench, "measured_s": bench["measured_s"] / share} for bench in benches]
+                                 for op, benches in data.get("op_benchmarks", {}).items()}
+        data["cores_logical"] = max(1, min(threads, self.cores_logical))
+        data["cores_physical"] = min(self.cores_physical, data["cores_logical"])
+        return CpuProfile.model_validate(data)
 
 
 class PcieLink(_Strict):

@@ -1,12 +1,10 @@
-"""The network between a cluster's nodes, measured through Dask (`orch profile --address`) and
-kept per scheduler address in `$ORCH_HOME/networks/`. Without a measurement, planning for a
+"""The network between a cluster's nodes, measured as a gang's collectives cross it (`orch profile
+--address`) and kept per scheduler address in `$ORCH_HOME/networks/`. Without a measurement, planning for a
 running cluster assumes DEFAULT (and says so)."""
 
 from __future__ import annotations
 
-import os
 import re
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -17,8 +15,6 @@ from orchestrator import paths
 from orchestrator.profile.model import Network
 
 DEFAULT = Network(bandwidth=1.25e9, latency_s=5e-5)  # 10 Gb/s Ethernet, 50 µs (an assumption)
-SMALL, LARGE = 1 << 10, 64 << 20
-ROUNDS = 5
 
 
 def _path(address: str) -> Path:
@@ -42,37 +38,9 @@ def save(address: str, measured: dict[str, Any]) -> Path:
     return paths.write_atomic(_path(address), yaml.safe_dump(measured, sort_keys=False))
 
 
-def _payload(size: int) -> bytes:
-    return os.urandom(size)
-
-
-def _touch(data: bytes) -> int:
-    return len(data)
-
-
-def measure(client: Any, hosts: dict[str, list[str]]) -> dict[str, Any]:
-    """Worker-to-worker transfers between the first two hosts: a 1 KiB and a 64 MiB object made on
-    one worker and consumed on the other, timed from the client against the same consumer run
-    where the data already is; latency from the small one, bandwidth from the difference."""
-    if len(hosts) < 2:
-        raise ValueError(f"needs workers on two hosts; the cluster has {len(hosts)}")
-    (host_a, [a, *_]), (host_b, [b, *_]) = list(hosts.items())[:2]
-
-    def timed(size: int, consumer: str) -> float:
-        samples = []
-        for _ in range(ROUNDS):
-            data = client.submit(_payload, size, workers=[a], allow_other_workers=False, pure=False)
-            data.result()
-            started = time.perf_counter()
-            client.submit(_touch, data, workers=[consumer], allow_other_workers=False, pure=False).result()
-            samples.append(time.perf_counter() - started)
-            client.cancel(data)
-        return statistics.median(samples)
-
-    local_small, local_large = timed(SMALL, a), timed(LARGE, a)
-    remote_small, remote_large = timed(SMALL, b), timed(LARGE, b)
-    latency = max(remote_small - local_small, 1e-6)
-    transfer = max((remote_large - local_large) - latency, 1e-6)
-    return {"address": None, "between": [host_a, host_b], "bandwidth": LARGE / transfer, "latency_s": latency,
+def measured(link: dict[str, float], between: list[str]) -> dict[str, Any]:
+    """What is saved of a link measured by a two-rank gang (backends/gang.py:measure_link)."""
+    return {"address": None, "between": between, "bandwidth": link["bandwidth"], "latency_s": link["latency_s"],
             "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "method": "64 MiB and 1 KiB Dask worker-to-worker transfers, median of 5, minus the same task run locally"}
+            "method": "torch.distributed (gloo) all-reduces of 4 bytes (median of 50) and 64 MiB (median of 5) "
+                      "between a worker on each of two hosts, read through the ring all-reduce's cost"}

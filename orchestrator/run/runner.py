@@ -16,8 +16,9 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
+from orchestrator.run.capacity import fit_to_capacity, gang, refuse_impossible
 from orchestrator.cost.model import Hardware
-from orchestrator.errors import EnvironmentUnavailable, InputError, RunInterrupted
+from orchestrator.errors import InputError, RunInterrupted
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
 from orchestrator.results.noise import noise_of
@@ -58,81 +59,6 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return found
-
-
-def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address: str | None = None) -> Hardware:
-    """The hardware the cluster can really serve: at most its GPUs per worker; as many nodes as
-    it has worker hosts (Dask) or nodes (Ray), each like the profile's node,
-    with the network measured for `address` (`orch profile --address`), else the profile's,
-    else an assumed one."""
-    from orchestrator.profile import network as networks
-
-    node = hw.node
-    serves = capacity.gpus_per_node
-    if not hw.gpus and serves and capacity.stand_in_gpus:
-        from orchestrator.hardware.standin import stand_in_gpus
-
-        notes.append(f"the cluster's {serves} GPU(s) per node are CPU stand-ins (ORCH_FAKE_GPUS): planned as "
-                     f"{hw.name}'s CPU")
-        node = node.model_copy(update={"gpus": stand_in_gpus(node.cpu, serves)})
-    elif len(hw.gpus) > serves:
-        notes.append(f"profile {hw.name} has {len(hw.gpus)} GPU(s); the cluster serves {serves} per node: "
-                     "planning without the others")
-        node = node.model_copy(update={"gpus": hw.gpus[:serves]})
-    nodes = capacity.nodes
-    if hw.nodes > 1 and hw.nodes != nodes:
-        notes.append(f"{hw.name} describes {hw.nodes} nodes; the cluster has {nodes}: planning for {nodes}")
-    link = hw.network
-    if nodes > 1:
-        link = (networks.load(address) if address else None) or hw.network
-        if link is None:
-            link = networks.DEFAULT
-            notes.append(f"the network between the cluster's {nodes} hosts is not measured: assuming "
-                         f"{link.bandwidth / 1e9:.3g} GB/s and {link.latency_s * 1e6:.0f} µs "
-                         f"(measure it with `orch profile --address {address}`)")
-    # GPUs across nodes where every node has as many one-GPU workers as the plan gives a node
-    gpus_everywhere = node.gpus and len(capacity.gpu_nodes(len(node.gpus))) >= nodes
-    return Hardware(hw.name, node, nodes, link, hw.calibration, spread=("cpu", "gpu") if gpus_everywhere else ("cpu",))
-
-
-def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None = None) -> Hardware:
-    """The hardware of the Dask cluster at `address` (its worker hosts as nodes like `hw`'s),
-    for `orch plan --address`; connects, looks, disconnects."""
-    engine = backend_registry.get("dask", address, tls=tls)
-    notes += engine.link_warnings()
-    capacity = engine.start(cores=0, gpus=0)
-    try:
-        found = fit_to_capacity(hw, capacity, notes, address)
-    finally:
-        engine.close()
-    notes.append(f"{address}: {capacity.cpu_workers} worker(s) on {capacity.nodes} host(s) "
-                 f"({', '.join(capacity.hosts)}); each node planned as {hw.name}")
-    return found
-
-
-def _refuse_impossible(forced: Placement | None, capacity: Capacity) -> None:
-    if forced is None:
-        return
-    if forced.device == "gpu" and forced.nodes > 1:
-        found = len(capacity.gpu_nodes(forced.gpus))
-        if found < forced.nodes:
-            raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU worker(s) on each of "
-                                         f"{forced.nodes} hosts; the cluster has {found} such host(s)",
-                                         fix="connect to a cluster with --address (`dask cuda worker` on each node)")
-    elif forced.nodes > 1 and (forced.nodes > capacity.nodes or not capacity.hosts):
-        raise EnvironmentUnavailable(f"--placement {forced}: needs workers on {forced.nodes} hosts; the cluster "
-                                     f"has {capacity.nodes}", fix="connect to a cluster with --address")
-    if forced.device == "gpu" and forced.gpus > capacity.gpus_per_node:
-        have = capacity.gpus_per_node
-        raise EnvironmentUnavailable(f"--placement {forced}: needs {forced.gpus} GPU(s) on one node; "
-                                     f"the cluster has {have if have else 'no'} GPU" + ("s" if have != 1 else ""),
-                                     fix="drop --placement, or run where GPUs are")
-
-
-def _gang(placement: Placement, capacity: Capacity) -> bool:
-    """Whether a job holds several workers at once (gang.py): several nodes, or more GPUs than
-    one worker has (one worker per GPU)."""
-    return placement.nodes > 1 or (placement.device == "gpu" and placement.gpus > capacity.gpus_per_worker)
 
 
 def _task(jp: JobPlan, threads: int | None) -> dict[str, Any]:
@@ -180,13 +106,13 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
     cores = discover_cpu().cores_logical
     started = False
     if address is None:  # what an embedded cluster will have is known before starting it
-        _refuse_impossible(forced, Capacity(1, cores, local_gpu_count(), hosts={"127.0.0.1": ["embedded"]}))
+        refuse_impossible(forced, Capacity(1, cores, local_gpu_count(), hosts={"127.0.0.1": ["embedded"]}))
     warnings = engine.link_warnings()
     for warning in warnings:  # said before connecting
         emit("warning", {"message": warning})
     capacity = engine.start(cores=cores, gpus=local_gpu_count() if address is None else 0)
     try:
-        _refuse_impossible(forced, capacity)
+        refuse_impossible(forced, capacity)
         for warning in capacity.notes:  # said now, before anything runs
             emit("warning", {"message": warning})
         warnings += capacity.notes
@@ -244,7 +170,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
                 emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
                              "busy_s": busy_s(jp.job, jp.chosen)})
 
-        gangs = {key: jp for key, jp in by_key.items() if _gang(Placement.parse(jp.chosen.placement), capacity)}
+        gangs = {key: jp for key, jp in by_key.items() if gang(Placement.parse(jp.chosen.placement), capacity)}
         for key, jp in gangs.items():  # each holds several workers: one at a time, before the rest
             placement = Placement.parse(jp.chosen.placement)
             # a CPU rank has its worker's cores; the ranks of one node's stand-in GPUs share them
