@@ -80,7 +80,7 @@ def test_fit_fades_to_the_model_outside_its_sizes_and_never_falls_with_more_work
 
 
 def test_history_drops_outliers_and_needs_three_executions():
-    from orchestrator.cost.calibration import history_from
+    from orchestrator.cost.history import history_from
 
     row = {"status": "ok", "op": "dot", "placement": "cpu", "dtype": "float32", "data": "host", "params": {"n": 8}}
     found = history_from([{**row, "measured_s": 1.0, "times_s": [1.0, 1.02, 0.98, 1.01, 9.0]},

@@ -155,3 +155,51 @@ def test_learning_keeps_the_newest_measurements_of_each_distinct_job():
     assert sorted(by_size) == [1000, 2000] and all(len(found) == 4 for found in by_size.values())
     for found in by_size.values():  # the newest four of twelve (runs 2 and 3), oldest first
         assert [row["measured_s"] for row in found] == pytest.approx([3e-5] * 1 + [4e-5] * 3)
+
+
+def _shaped(factors: list[float], noise: float = 0.02, seed: int = 0) -> list[Sample]:
+    """A dot-like op whose model is off by a different factor at each size (in cache at the
+    small sizes, in DRAM at the large): three samples a size."""
+    rng = random.Random(seed)
+    return [Sample("dot", "cpu", "float32", 4e-6, 1e-4 * 4 ** i, 0.0,
+                   (4e-6 + 1e-4 * 4 ** i * factor) * math.exp(rng.gauss(0, noise)), 1e6 * 4 ** i)
+            for i, factor in enumerate(factors) for _ in range(3)]
+
+
+def test_a_curve_bends_where_the_models_shape_is_wrong():
+    """Factors 2, 1.4, 1, 0.7 of the model at four sizes: no single factor fits; the curve is
+    chosen, answers each size as measured, reads between sizes by FLOPs in log-log, and beyond
+    them scales the model's work by the factor its end implies."""
+    from orchestrator.cost.calibration import choose_form
+
+    samples = _shaped([2.0, 1.4, 1.0, 0.7])
+    assert choose_form(samples) == "curve"
+    group = fit("p", samples, runs=1, fitted="now").factors("dot", "cpu", "float32")
+    assert group.form == "curve" and group.median_error_after < 0.03 < group.median_error_before
+    first, second = group.curve[0], group.curve[1]
+    assert group.time_at(first[0]) == pytest.approx(4e-6 + 1e-4 * 2.0, rel=0.05)
+    halfway = math.sqrt(first[0] * second[0])
+    assert group.time_at(halfway) == pytest.approx(math.sqrt(first[1] * second[1]), rel=1e-6)
+    assert group.time_at(second[0] * 1e3) is None  # beyond: the work factor of the largest size
+    assert group.work == pytest.approx(0.7, rel=0.05) and group.work_low == pytest.approx(2.0, rel=0.05)
+    assert group.work_at(1e-1)[0] == pytest.approx(0.7, rel=0.05)  # held a decade past the largest
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0.05, 20.0), min_size=3, max_size=6))
+def test_a_curve_never_predicts_less_time_for_more_work(factors):
+    """Read by FLOPs inside its sizes, by the model's work and the end factors beyond them."""
+    from orchestrator.cost.calibration import fit_curve
+
+    samples = _shaped(factors, noise=0.0)
+    knots, low, high = fit_curve(samples)
+    group = Factors(op="dot", device="cpu", dtype="float32", samples=len(knots), sizes=len(knots), overhead=1.0,
+                    work=high, work_low=low, form="curve", curve=knots, median_error_before=0, median_error_after=0,
+                    work_min_s=min(s.work_s for s in samples), work_max_s=max(s.work_s for s in samples))
+    times = []
+    for e in range(-24, 40):  # the dot's work and FLOPs grow together: 1e-4 s of work per 1e6 FLOPs
+        flops = 1e6 * 2 ** (e / 2)
+        inside = group.time_at(flops)
+        work = 1e-4 * flops / 1e6
+        times.append(inside if inside is not None else 4e-6 + work * group.work_at(work)[0])
+    assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(times, times[1:]))

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from orchestrator.cost.calibration import history_from
+from orchestrator.cost.history import history_from
 from orchestrator.cost.refit import normalised, samples_from
 from orchestrator.kernels import harness, sentinel
 from orchestrator.plan.hardware import hardware_for

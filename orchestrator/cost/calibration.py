@@ -1,8 +1,6 @@
 """Learning from measurements, in two tiers above the model, for each (op, device, dtype):
 
-* **history**: recorded runs at this very size (op, placement, dtype, data, parameters). Their
-  timed executions' median, after dropping those more than 3 MADs from it; at least
-  MIN_HISTORY_SAMPLES executions. `basis: history`.
+* **history**: recorded runs at this very size (`history.py`). `basis: history`.
 * **fit**: two factors on the model's terms, fitted to the recorded runs of the op on that
   device and dtype at any size,
 
@@ -14,7 +12,13 @@
   never predicts less time. Fitted in log space (the error that matters is the ratio) with a
   Huber loss (residuals past 10% count linearly, so one disturbed measurement cannot drag a fit).
   A group whose runs have a single size cannot tell `a` from `b` and gets one factor for both.
-  Which correction a group gets (none, one shared factor, or both) is chosen by cross-validation.
+  Of three sizes or more, the group may instead be a **curve**: the measured time at each
+  size, read between sizes by FLOPs in log-log (a regression over the op's size through its
+  recorded points, as StarPU's history-based models do; it bends where the model's shape is
+  wrong: a dot in cache at 1M elements and in DRAM at 16M, a Cholesky between panel sizes),
+  never less time for more work; beyond its sizes, the work factor each end implies.
+  Which correction a group gets (none, one shared factor, both, or the curve) is chosen by
+  cross-validation: a form must predict the sizes it was not fitted on.
   More than FIT_HOLD_DECADES outside the work the group was fitted on, `b` fades back to 1 (the
   model) over FIT_REACH_DECADES decades, and a prediction never goes below the device's roofline
   (flops / its fastest theoretical peak). `basis: fit`.
@@ -25,7 +29,6 @@ A dtype is learnt from its own runs only: float64 never borrows float32's factor
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import dataclass
@@ -36,11 +39,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from orchestrator import paths
+from orchestrator.cost.history import Measured, history_key
+from orchestrator.curves import log_interpolate
 from orchestrator.safe_yaml import load_file
 
-MIN_HISTORY_SAMPLES = 3  # timed executions at one size before history answers for it
-OUTLIER_MADS = 3.0       # an execution this many (normal-scaled) MADs from the median is dropped,
-OUTLIER_MIN_SAMPLES = 5  # where there are at least this many (the median alone below)
 FIT_HOLD_DECADES = 1.0   # the work factor holds this many decades outside the work it was fitted on,
 FIT_REACH_DECADES = 2.0  # then fades to none over this many more
 HUBER_DELTA = 0.1        # log-ratio beyond which a residual counts linearly (about 10%)
@@ -50,6 +52,7 @@ ANY_DTYPE = "*"
 MIN_CV_SAMPLES = 3       # fewer: the richest form the sizes allow, without cross-validation
 CV_FOLDS = 5
 CV_TIE = 1e-4            # mean Huber loss within which a simpler form wins
+CURVE_LOW, CURVE_HIGH = 1 / 30, 30.0  # the work factors a curve's ends may imply
 
 
 class Factors(BaseModel):
@@ -62,7 +65,12 @@ class Factors(BaseModel):
     sizes: int           # distinct amounts of work among the samples
     overhead: float = Field(gt=0)
     work: float = Field(gt=0)
-    form: Literal["none", "one", "two"] = "two"  # the correction cross-validation chose
+    form: Literal["none", "one", "two", "curve"] = "two"  # the correction cross-validation chose
+    # form "curve": the measured time at each size fitted on ([FLOPs, seconds], by FLOPs), read
+    # between them in log-log; beyond them the work factor each end implies (`work_low` below,
+    # `work` above), held and faded as the factors are
+    curve: list[tuple[float, float]] = Field(default_factory=list)
+    work_low: float | None = None
     median_error_before: float
     median_error_after: float
     work_min_s: float | None = None  # the modelled work of the samples fitted on (None: no limit)
@@ -73,37 +81,25 @@ class Factors(BaseModel):
         itself within FIT_HOLD_DECADES of the fitted range, then fading to 1 (the model) over
         FIT_REACH_DECADES more. The reach widens with a large factor so the faded time (factor x work) still never
         falls as the work grows."""
+        below = self.work_min_s and self.work_max_s and work_s < math.sqrt(self.work_min_s * self.work_max_s)
+        held = self.work_low if self.work_low and below else self.work  # a curve's ends: the nearer one
         if self.work_min_s is None or self.work_max_s is None or work_s <= 0:
-            return self.work, True
+            return held, True
         if self.work_min_s <= work_s <= self.work_max_s:
-            return self.work, True
+            return held, True
         edge = self.work_min_s if work_s < self.work_min_s else self.work_max_s
         decades = abs(math.log10(work_s / edge)) - FIT_HOLD_DECADES
         if decades <= 0:
-            return self.work, True
-        reach = max(FIT_REACH_DECADES, 1.01 * abs(math.log(self.work)) / math.log(10))
+            return held, True
+        reach = max(FIT_REACH_DECADES, 1.01 * abs(math.log(held)) / math.log(10))
         weight = max(0.0, 1.0 - decades / reach)
-        return math.exp(weight * math.log(self.work)), weight > 0
+        return math.exp(weight * math.log(held)), weight > 0
 
-
-class Measured(BaseModel):
-    """The history tier: one job as recorded at this very size."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    op: str
-    placement: str
-    dtype: str
-    data: str
-    params: dict[str, Any]
-    centre_s: float = Field(gt=0)  # median of the executions kept
-    samples: int                   # executions kept
-    dropped: int = 0               # outliers left out
-    spread: float = 0.0            # MAD / centre of those kept
-
-
-def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str, Any]) -> tuple[str, ...]:
-    return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
+    def time_at(self, flops: float) -> float | None:
+        """A curve's time for this much work, where its sizes reach (else None)."""
+        if not self.curve or not self.curve[0][0] <= flops <= self.curve[-1][0]:
+            return None
+        return log_interpolate(self.curve, flops)
 
 
 class Calibration(BaseModel):
@@ -172,12 +168,46 @@ def save(calibration: Calibration) -> Path:
     import yaml
 
     return paths.write_atomic(calibration_path(calibration.profile),
-                              yaml.safe_dump(calibration.model_dump(), sort_keys=False))
+                              yaml.safe_dump(calibration.model_dump(mode="json"), sort_keys=False))
 
 
-def _predict(samples: list[Sample], overhead: float, work: float) -> np.ndarray:
+def _predict(samples: list[Sample], overhead: float, work: float | np.ndarray) -> np.ndarray:
     o, d, w, f = _columns(samples)
     return overhead * o + np.maximum(overhead * d, work * w) + f
+
+
+def _predict_form(test: list[Sample], train: list[Sample], form: str) -> np.ndarray:
+    """`test` predicted by the correction of `form` fitted on `train`."""
+    if form != "curve":
+        return _predict(test, *_fit_form(train, form))
+    knots, low, high = fit_curve(train)
+    group = Factors(op="", device="", dtype="", samples=0, sizes=0, overhead=1.0, work=high, work_low=low,
+                    form="curve", curve=knots, median_error_before=0, median_error_after=0)
+    return np.array([group.time_at(s.flops) or float(_predict([s], 1.0, low if s.flops < knots[0][0] else high)[0])
+                     for s in test])
+
+
+def fit_curve(samples: list[Sample]) -> tuple[list[tuple[float, float]], float, float]:
+    """The measured time at each size of the samples (the median over that size's), cleaned
+    from the smallest up so that more work never takes less time; and the work factor the
+    smallest and the largest size imply, (measured - overhead - fixed) / work with the model's
+    overhead as it is, between CURVE_LOW and CURVE_HIGH: what answers beyond the sizes."""
+    by_size: dict[float, list[Sample]] = {}
+    for s in samples:
+        by_size.setdefault(round(math.log(s.flops), 3), []).append(s)
+    knots: list[tuple[float, float]] = []
+    for size in sorted(by_size):
+        seconds = statistics.median(s.measured_s for s in by_size[size])
+        flops = statistics.median(s.flops for s in by_size[size])
+        knots.append((flops, max(seconds, knots[-1][1]) if knots else seconds))
+
+    def implied(members: list[Sample], seconds: float) -> float:
+        """The work factor that gives the knot's (cleaned) time at that size."""
+        factors = [(seconds - s.overhead_s - s.fixed_s) / s.work_s for s in members if s.work_s > 0]
+        return min(max(statistics.median(factors), CURVE_LOW), CURVE_HIGH) if factors else 1.0
+
+    ends = sorted(by_size)
+    return knots, implied(by_size[ends[0]], knots[0][1]), implied(by_size[ends[-1]], knots[-1][1])
 
 
 def _columns(samples: list[Sample]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -192,8 +222,10 @@ def _huber(residual: np.ndarray) -> np.ndarray:
 
 
 def fit_group(samples: list[Sample]) -> tuple[float, float]:
-    """(overhead factor, work factor) of the form that predicts left-out samples best."""
-    return _fit_form(samples, choose_form(samples))
+    """(overhead factor, work factor) of the form that predicts left-out samples best (a curve:
+    the model's overhead and the factor at the largest size)."""
+    form = choose_form(samples)
+    return (1.0, fit_curve(samples)[2]) if form == "curve" else _fit_form(samples, form)
 
 
 def choose_form(samples: list[Sample]) -> str:
@@ -202,9 +234,9 @@ def choose_form(samples: list[Sample]) -> str:
     for both terms) or "two". One disturbed run of a few sizes (the first job on a fresh worker
     ran 5-7x slow on a 2-core VM) makes a two-factor fit extrapolate wildly; held out, that fit
     loses to a simpler one, and the simpler one is kept. Ties go to the simpler form."""
-    forms = ["none", "one"] + (["two"] if _sizes(samples) >= 2 else [])
+    forms = ["none", "one"] + (["two"] if _sizes(samples) >= 2 else []) + (["curve"] if _sizes(samples) >= 3 else [])
     if len(samples) < MIN_CV_SAMPLES:
-        return forms[-1]
+        return forms[min(len(forms), 3) - 1]
     folds = min(len(samples), CV_FOLDS)
     scores = {}
     for form in forms:
@@ -212,7 +244,7 @@ def choose_form(samples: list[Sample]) -> str:
         for k in range(folds):
             train = [s for i, s in enumerate(samples) if i % folds != k]
             test = [s for i, s in enumerate(samples) if i % folds == k]
-            predicted = _predict(test, *_fit_form(train, form))
+            predicted = _predict_form(test, train, form)
             loss += float(_huber(np.log(predicted / np.array([s.measured_s for s in test]))).sum())
         scores[form] = loss / len(samples)
     best = min(scores.values())
@@ -277,56 +309,22 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
             continue
         fitted_on = _thinned(members)
         form = choose_form(fitted_on)
-        overhead, work = _fit_form(fitted_on, form)
+        curve, low = [], None
+        if form == "curve":
+            curve, low, work = fit_curve(fitted_on)
+            overhead, low, work = 1.0, round(low, 6), work
+        else:
+            overhead, work = _fit_form(fitted_on, form)
         works = [s.work_s for s in members if s.work_s > 0]
+        after = _predict_form(members, fitted_on, form) if curve else _predict(members, overhead, work)
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
-                             sizes=_sizes(members), form=form,
+                             sizes=_sizes(members), form=form, curve=curve, work_low=low,
                              overhead=round(overhead, 6), work=round(work, 6),
                              median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
-                             median_error_after=round(statistics.median(_errors(members, overhead, work)), 4),
+                             median_error_after=round(statistics.median(
+                                 abs(p - s.measured_s) / s.measured_s for p, s in zip(after, members, strict=True)), 4),
                              work_min_s=min(works) if works else None, work_max_s=max(works) if works else None))
     return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found, history=history or [])
-
-
-def learnable(row: dict[str, Any]) -> bool:
-    """A recorded job both tiers learn from: ok, measured, placed."""
-    return row["status"] == "ok" and bool(row["measured_s"]) and bool(row["placement"])
-
-
-def history_from(rows: list[dict[str, Any]]) -> list[Measured]:
-    """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
-    timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
-    the rest; where at least MIN_HISTORY_SAMPLES remain."""
-    pooled: dict[tuple[str, ...], tuple[dict[str, Any], list[float]]] = {}
-    for row in filter(learnable, rows):
-        dtype, data = row["dtype"] or "float32", row["data"] or "host"
-        key = history_key(row["op"], row["placement"], dtype, data, row["params"])
-        times = [t for t in (row.get("times_s") or [row["measured_s"]]) if t and t > 0]
-        pooled.setdefault(key, (row, []))[1].extend(times)
-    found = []
-    for (op, placement, dtype, data, _), (row, times) in pooled.items():
-        kept, centre, spread = robust_centre(times)
-        if len(kept) >= MIN_HISTORY_SAMPLES:
-            found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row["params"],
-                                  centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
-                                  spread=round(spread, 4)))
-    return found
-
-
-def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
-    """(the values kept, their median, their MAD / median): of OUTLIER_MIN_SAMPLES values or
-    more, those more than OUTLIER_MADS normal-scaled median absolute deviations from the median
-    are dropped."""
-    if not values:
-        return [], math.nan, math.nan
-    middle = statistics.median(values)
-    mad = statistics.median(abs(v - middle) for v in values) * 1.4826
-    if len(values) < OUTLIER_MIN_SAMPLES or mad == 0:  # of 3, the MAD is the nearer one's distance:
-        kept = list(values)                            # it would drop the other almost always
-    else:
-        kept = [v for v in values if abs(v - middle) <= OUTLIER_MADS * mad]
-    centre = statistics.median(kept)
-    return kept, centre, statistics.median(abs(v - centre) for v in kept) / centre
 
 
 def apply(terms: dict[str, float], factors: Factors | None, work: float | None = None) -> dict[str, float]:
@@ -344,6 +342,10 @@ def summary_errors(samples: list[Sample], calibration: Calibration | None) -> di
     errors = []
     for s in samples:
         factors = calibration.factors(s.op, s.device, s.dtype) if calibration else None
-        errors += _errors([s], *((factors.overhead, factors.work) if factors else (1.0, 1.0)))
+        curve = factors.time_at(s.flops) if factors else None
+        if curve is not None:
+            errors.append(abs(curve - s.measured_s) / s.measured_s)
+            continue
+        errors += _errors([s], *((factors.overhead, factors.work_at(s.work_s)[0]) if factors else (1.0, 1.0)))
     return {"jobs": len(errors), "median": statistics.median(errors) if errors else math.nan,
             "p90": float(np.percentile(errors, 90)) if errors else math.nan}

@@ -246,12 +246,17 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     factors = hw.calibration.factors(job.op, placement.device, job.dtype)
     if factors is None:
         return terms, "model"
+    flops = get_op(job.op).flops(job.params)
+    curve = factors.time_at(flops) if placement.devices == 1 else None  # the curve's sizes ran on one device
+    if curve is not None:
+        scale = curve / combine(terms)
+        return {name: value * scale for name, value in terms.items()}, "fit"
     work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))
     if not reaches:
         return terms, "model"
     fitted = learned.apply(terms, factors, work)
     peak = max(device.theoretical_peak_flops.values(), default=0.0)
-    floor = get_op(job.op).flops(job.params) / share / peak if peak else 0.0
+    floor = flops / share / peak if peak else 0.0
     fitted["compute_s"] = max(fitted["compute_s"], floor)  # no faster than the device can go
     return fitted, "fit"
 

@@ -7,9 +7,7 @@ Constants without a measured source are estimates, named here once, and are what
 
 from __future__ import annotations
 
-import bisect
-import math
-
+from orchestrator.curves import log_interpolate
 from orchestrator.ops import Kernel, Selection
 from orchestrator.profile.model import CpuProfile, GpuProfile
 
@@ -62,18 +60,6 @@ def _curve_rate(curve: dict[int, float], size: float) -> float:
     return log_interpolate(sorted(curve.items()), size)
 
 
-def log_interpolate(points: list[tuple[float, float]], x: float) -> float:
-    """y at x between sorted (x, y) points, linear in log-log; flat beyond the first and last."""
-    if x <= points[0][0]:
-        return points[0][1]
-    if x >= points[-1][0]:
-        return points[-1][1]
-    i = bisect.bisect_right([px for px, _ in points], x)
-    (x0, y0), (x1, y1) = points[i - 1], points[i]
-    t = (math.log(x) - math.log(x0)) / (math.log(x1) - math.log(x0))
-    return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
-
-
 def _peak_rate(device: Device, dtype: str, size: float) -> float | None:
     """Datasheet peak x achievable fraction, ramped: W / (W / r + gemm_ramp_s) (Hockney's
     r_inf, n½ model with the half-performance work expressed as a fixed time per call)."""
@@ -118,8 +104,17 @@ def compute_rate(kernel: Kernel, device: Device, dtype: str, size: float) -> flo
 
 
 def memory_bandwidth(device: Device, working_set_bytes: float | None = None) -> float:
-    """Streaming bandwidth: the cache's where the working set fits in half the last-level cache
-    (CPU, measured), else memory's (the better of STREAM copy and triad)."""
+    """Streaming bandwidth: on a CPU whose profile measured it by working set, read off that
+    curve (log-log, flat beyond its ends, never rising faster than the size, so moving more
+    bytes never takes less time); else the cache's where the working set fits in half the
+    last-level cache, else memory's (the better of STREAM copy and triad)."""
+    if isinstance(device, CpuProfile) and device.bandwidth_by_size and working_set_bytes is not None:
+        curve: list[tuple[float, float]] = []
+        for size, rate in sorted(device.bandwidth_by_size.items()):
+            if curve:
+                rate = min(rate, curve[-1][1] * size / curve[-1][0])
+            curve.append((float(size), rate))
+        return log_interpolate(curve, max(working_set_bytes, 1.0)) * _efficiency(device, "memory_bandwidth")
     if isinstance(device, CpuProfile) and device.cache_bandwidth and working_set_bytes is not None:
         llc = device.cache_bytes.get("l3") or device.cache_bytes.get("l2") or 0
         if working_set_bytes <= llc / 2:

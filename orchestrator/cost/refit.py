@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.cost.calibration import Calibration, Sample, fit, history_from, learnable, save, summary_errors
+from orchestrator.cost.calibration import Calibration, Sample, fit, save, summary_errors
+from orchestrator.cost.history import history_from, learnable
 from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement

@@ -30,7 +30,7 @@ def cpu_gemm_dtypes(cpu: CpuProfile) -> list[str]:
 # step() calls outside the GEMM ladders and op kernels, for the progress bar's total
 # memory bandwidth, dispatch, torch call, cache bandwidth, pytorch op, sentinel, top-k and sort,
 # python loop
-CPU_FIXED_STEPS = 8
+CPU_FIXED_STEPS = 9
 GPU_FIXED_STEPS = 4  # memory bandwidth, host<->device, pageable copies by size, launch latency
 
 
@@ -68,6 +68,9 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
         flags.append(f"cpu.cache_bandwidth: measured {cached:.3g} B/s, not above memory's {dram:.3g}; not saved")
         cached = None
     cpu.cache_bandwidth = cached
+    step("cpu bandwidth by working set")
+    cpu.bandwidth_by_size = bench_cpu.bandwidth_by_size(cpu.memory_available_bytes or cpu.memory_total_bytes,
+                                                        min_time_s=plan.min_time_s / 4)
     step("pytorch per-op overhead")
     cpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s("cpu")
     step("cpu sentinel")

@@ -97,7 +97,8 @@ class _Device(_Strict):
 
 
 # the measured rates of a CPU that grow with the cores used (GEMM curves, bandwidths)
-PER_CORE = ("peak_flops", "gemm_flops", "memory_bandwidth", "cache_bandwidth", "memory_bandwidth_triad")
+PER_CORE = ("peak_flops", "gemm_flops", "memory_bandwidth", "cache_bandwidth", "memory_bandwidth_triad",
+            "bandwidth_by_size")
 
 
 class CpuProfile(_Device):
@@ -116,6 +117,8 @@ class CpuProfile(_Device):
     memory_available_bytes: int | None = None
     cgroup: CgroupLimits | None = None
     memory_bandwidth_triad: PositiveFloat | None = None
+    # copy bandwidth (read + write) by working set bytes, from the caches to memory (measured)
+    bandwidth_by_size: dict[PositiveInt, PositiveFloat] = Field(default_factory=dict)
     dispatch_overhead_s: PositiveFloat | None = None
     # One execution of the smallest torch kernel through orch's harness (one torch call, the
     # harness's own steps): what a catalog kernel's call, and each of a user op's eager calls,

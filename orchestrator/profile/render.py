@@ -53,6 +53,9 @@ def _cpu_rows(cpu: CpuProfile) -> list[tuple[str, str]]:
         *_curve(cpu),
         ("memory bandwidth", f"copy {si(cpu.memory_bandwidth, 'B/s')}, triad {si(cpu.memory_bandwidth_triad, 'B/s')}"),
         ("cache bandwidth", si(cpu.cache_bandwidth, "B/s")),
+        *([("bandwidth by working set", "  ".join(f"{si(size, 'B', binary=True)} {si(rate, 'B/s')}"
+                                                  for size, rate in sorted(cpu.bandwidth_by_size.items())))]
+          if cpu.bandwidth_by_size else []),
         ("dispatch overhead", f"numpy {seconds(cpu.dispatch_overhead_s)}, torch call {seconds(cpu.torch_call_s)}, "
                               f"training op {seconds(cpu.torch_op_overhead_s)}"),
         *_selection_rows(cpu),

@@ -41,6 +41,8 @@ class RunReport:
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # about the cluster link, emitted as "warning" events
     noise: dict[str, dict[str, float]] = field(default_factory=dict)  # the sentinel's spread, per device kind
+    planned_makespan_s: float | None = None  # the plan's: when the last job should finish
+    elapsed_s: float | None = None  # measured: from the first submission to the last result
 
     @property
     def failed(self) -> bool:
@@ -170,6 +172,8 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
                 emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
                              "busy_s": busy_s(jp.job, jp.chosen)})
 
+        report.planned_makespan_s = plan.makespan_s
+        submitted = time.monotonic()
         gangs = {key: jp for key, jp in by_key.items() if gang(Placement.parse(jp.chosen.placement), capacity)}
         for key, jp in gangs.items():  # each holds several workers: one at a time, before the rest
             placement = Placement.parse(jp.chosen.placement)
@@ -181,6 +185,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
                         run_id)
         for batch in engine.results():
             finished(batch)
+        report.elapsed_s = time.monotonic() - submitted
         _record_histories(store, run_id, engine, by_key, outcomes, previous)
         rows = store.jobs(run_id)
         report.jobs = [_contract_job(job) for job in rows]
@@ -319,7 +324,8 @@ def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
 
 def as_contract(report: RunReport) -> dict[str, Any]:
     return {"run_id": report.run_id, "workload": report.workload, "backend": report.backend,
-            "profile": report.profile, "warnings": report.warnings, "noise": report.noise, "jobs": report.jobs}
+            "profile": report.profile, "warnings": report.warnings, "noise": report.noise,
+            "planned_makespan_s": report.planned_makespan_s, "elapsed_s": report.elapsed_s, "jobs": report.jobs}
 
 
 __all__ = ["RunReport", "as_contract", "run_workload"]

@@ -1,0 +1,80 @@
+"""The history tier: recorded runs of the very size a job asks about (op, placement, dtype,
+data, every parameter). Their timed executions' median, after dropping those more than
+OUTLIER_MADS from it; at least MIN_HISTORY_SAMPLES executions. `basis: history`."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MIN_HISTORY_SAMPLES = 3  # timed executions at one size before history answers for it
+OUTLIER_MADS = 3.0       # an execution this many (normal-scaled) MADs from the median is dropped,
+OUTLIER_MIN_SAMPLES = 5  # where there are at least this many (the median alone below)
+
+
+class Measured(BaseModel):
+    """The history tier: one job as recorded at this very size."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    op: str
+    placement: str
+    dtype: str
+    data: str
+    params: dict[str, Any]
+    centre_s: float = Field(gt=0)  # median of the executions kept
+    samples: int                   # executions kept
+    dropped: int = 0               # outliers left out
+    spread: float = 0.0            # MAD / centre of those kept
+
+
+def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str, Any]) -> tuple[str, ...]:
+    return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
+
+
+def learnable(row: dict[str, Any]) -> bool:
+    """A recorded job both tiers learn from: ok, measured, placed."""
+    return row["status"] == "ok" and bool(row["measured_s"]) and bool(row["placement"])
+
+
+def history_from(rows: list[dict[str, Any]]) -> list[Measured]:
+    """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
+    timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
+    the rest; where at least MIN_HISTORY_SAMPLES remain."""
+    pooled: dict[tuple[str, ...], tuple[dict[str, Any], list[float]]] = {}
+    for row in filter(learnable, rows):
+        dtype, data = row["dtype"] or "float32", row["data"] or "host"
+        key = history_key(row["op"], row["placement"], dtype, data, row["params"])
+        times = [t for t in (row.get("times_s") or [row["measured_s"]]) if t and t > 0]
+        pooled.setdefault(key, (row, []))[1].extend(times)
+    found = []
+    for (op, placement, dtype, data, _), (row, times) in pooled.items():
+        kept, centre, spread = robust_centre(times)
+        if len(kept) >= MIN_HISTORY_SAMPLES:
+            found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row["params"],
+                                  centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
+                                  spread=round(spread, 4)))
+    return found
+
+
+def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
+    """(the values kept, their median, their MAD / median): of OUTLIER_MIN_SAMPLES values or
+    more, those more than OUTLIER_MADS normal-scaled median absolute deviations from the median
+    are dropped."""
+    if not values:
+        return [], math.nan, math.nan
+    middle = statistics.median(values)
+    mad = statistics.median(abs(v - middle) for v in values) * 1.4826
+    if len(values) < OUTLIER_MIN_SAMPLES or mad == 0:  # of 3, the MAD is the nearer one's distance:
+        kept = list(values)                            # it would drop the other almost always
+    else:
+        kept = [v for v in values if abs(v - middle) <= OUTLIER_MADS * mad]
+    centre = statistics.median(kept)
+    return kept, centre, statistics.median(abs(v - centre) for v in kept) / centre
+
+
+__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "history_from", "history_key", "learnable", "robust_centre"]
