@@ -117,14 +117,14 @@ def batches(workload: Path, profile: str, strategies: dict[str, dict[str, str]],
     files = {}
     for name, placements in chosen.items():
         jobs = []
-        for job in loaded.jobs:
-            entry = {"name": job.name, "op": job.op, **job.params, "dtype": job.dtype, "repeats": job.repeats,
+        for i, job in enumerate(loaded.jobs):  # expanded sweeps: a name of their own each
+            entry = {"name": f"j{i}", "op": job.op, **job.params, "dtype": job.dtype, "repeats": job.repeats,
                      "warmup": job.warmup, "data": job.data, "seed": job.seed}
             if placements is not None:
                 entry["placement"] = placements.get(job.name, "cpu")
             jobs.append(entry)
         files[name] = Path(env["ORCH_HOME"]) / f"batch-{len(files)}.yaml"
-        files[name].write_text(yaml.safe_dump({"version": 1, "name": f"{loaded.name}-{name}", "jobs": jobs},
+        files[name].write_text(yaml.safe_dump({"version": 1, "name": f"{loaded.name}-{name.replace(' ', '-')}", "jobs": jobs},
                                                sort_keys=False))
     elapsed: dict[str, list[float]] = {name: [] for name in chosen}
     planned: list[float] = []
