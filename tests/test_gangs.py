@@ -16,7 +16,7 @@ from tests import clusters
 from tests.cli import orch
 
 GANG_JOBS = ("version: 1\nname: gangs\njobs:\n"
-             "  - {name: mm, op: matmul, m: 384, n: 256, k: 256}\n"
+             "  - {name: mm, op: matmul, m: 384, n: 256, k: 256, repeats: auto}\n"
              "  - {name: km, op: kmeans, samples: 30K, features: 16, clusters: 8, iterations: 5}\n"
              "  - {name: mlp, op: train_mlp, samples: 8K, features: 16, hidden: [32], classes: 4, batch_size: 256}\n"
              "  - {name: lin, op: train_linear, samples: 8K, features: 16, batch_size: 256}\n")
@@ -50,19 +50,25 @@ def test_stand_in_gpus_are_discovered_and_profiled_as_the_cpu():
     assert found.gpus[0].memory_total_bytes == found.cpu.memory_total_bytes // 2
 
 
-def test_embedded_gpu2_runs_each_job_as_a_gang_of_two_workers(tmp_path):
+def test_embedded_gpu2_runs_each_job_as_a_gang_and_survives_a_killed_rank(tmp_path):
+    """One run: every op that splits as a gang of two workers; k-means loses a rank mid-job
+    (SIGKILL) and is re-run whole; sum's own code fails on one rank and fails the job with
+    that cause; nothing hangs and nothing is left running."""
     workload = tmp_path / "w.yaml"
-    workload.write_text(GANG_JOBS)
-    env = {"ORCH_FAKE_GPUS": "2", "ORCH_HOME": str(tmp_path / "home")}
-    report, stderr = _run(workload, "--placement", "gpu:2", env=env)
-    assert "one Dask worker per stand-in GPU (ORCH_FAKE_GPUS=2)" in stderr
-    for job in report["jobs"]:
-        assert job["status"] == "ok" and job["placement"] == "gpu:2" and job["measured_s"] > 0, job
-        assert len(set(job["workers"])) == 2, job
-    every = tmp_path / "every.yaml"
-    every.write_text(EVERY_OTHER)
-    report, _ = _run(every, "--placement", "gpu:2", env=env)
-    assert all(job["status"] == "ok" and len(set(job["workers"])) == 2 for job in report["jobs"]), report["jobs"]
+    workload.write_text(GANG_JOBS + EVERY_OTHER.split("jobs:\n", 1)[1])
+    env = {"ORCH_FAKE_GPUS": "2", "ORCH_HOME": str(tmp_path / "home"), "ORCH_CRASH_JOBS": "km",
+           "ORCH_CRASH_MARKERS": str(tmp_path), "ORCH_FAIL_JOBS": "s", "ORCH_COLLECTIVE_TIMEOUT_S": "30"}
+    started = time.monotonic()
+    result = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "-f", "json", "--placement", "gpu:2",
+                  env=env, timeout=400)
+    assert time.monotonic() - started < 240 and result.returncode == 1, result.stderr
+    assert "one Dask worker per stand-in GPU (ORCH_FAKE_GPUS=2)" in result.stderr
+    jobs = {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
+    for name, job in jobs.items():
+        assert job["placement"] == "gpu:2" and job["status"] == ("failed" if name == "s" else "ok"), job
+        assert name == "s" or len(set(job["workers"])) == 2, job
+    assert jobs["km"]["attempts"] == 2 and jobs["km"]["failures"][0]["error_type"] == "WorkerDied"
+    assert "InjectedFailure" in jobs["s"]["error"] and jobs["s"]["attempts"] == 1
     assert _left_behind(env["ORCH_HOME"]) == []
 
 
@@ -77,34 +83,6 @@ def test_a_plan_on_stand_ins_offers_gpu_placements(tmp_path):
                 env={"ORCH_HOME": home})
     assert plan.returncode == 0, plan.stderr
     assert all(job["placement"] == "gpu:2" for job in json.loads(plan.stdout)["jobs"]), plan.stdout
-
-
-def test_a_killed_rank_reruns_the_gang_whole_and_leaves_nothing_behind(tmp_path):
-    workload = tmp_path / "w.yaml"
-    workload.write_text(GANG_JOBS)
-    env = {"ORCH_FAKE_GPUS": "2", "ORCH_HOME": str(tmp_path / "home"), "ORCH_CRASH_JOBS": "km",
-           "ORCH_CRASH_MARKERS": str(tmp_path), "ORCH_COLLECTIVE_TIMEOUT_S": "30"}
-    started = time.monotonic()
-    report, _ = _run(workload, "--placement", "gpu:2", env=env)
-    assert time.monotonic() - started < 240
-    jobs = {job["name"]: job for job in report["jobs"]}
-    assert all(job["status"] == "ok" for job in jobs.values()), jobs
-    assert jobs["km"]["attempts"] == 2 and jobs["km"]["failures"][0]["error_type"] == "WorkerDied"
-    assert len(set(jobs["km"]["workers"])) == 2
-    assert _left_behind(env["ORCH_HOME"]) == []
-
-
-def test_a_rank_that_fails_fails_the_job_with_its_cause(tmp_path):
-    workload = tmp_path / "w.yaml"
-    workload.write_text(GANG_JOBS)
-    env = {"ORCH_FAKE_GPUS": "2", "ORCH_HOME": str(tmp_path / "home"), "ORCH_FAIL_JOBS": "mm",
-           "ORCH_COLLECTIVE_TIMEOUT_S": "30"}
-    result = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "-f", "json", "--placement", "gpu:2",
-                  env=env, timeout=400)
-    jobs = {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
-    assert result.returncode == 1 and jobs["mm"]["status"] == "failed"
-    assert "InjectedFailure" in jobs["mm"]["error"] and jobs["mm"]["attempts"] == 1
-    assert all(jobs[name]["status"] == "ok" for name in ("km", "mlp", "lin"))
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +109,22 @@ def test_existing_cluster_runs_gpu2_at_2_on_four_workers(four_stand_ins, tmp_pat
 
 
 def test_ray_gangs_on_one_node_and_across_two(tmp_path, monkeypatch):
-    """Ray: gpu:2 in an embedded ray.init (a STRICT_PACK placement group), then gpu:2@2 on a
-    two-node cluster (ray.cluster_utils) with two stand-in GPUs a node (SPREAD)."""
+    """Ray: gpu:2 in an embedded ray.init (a STRICT_PACK placement group; k-means loses a rank
+    mid-job and is re-run whole), then gpu:2@2 on a two-node cluster (ray.cluster_utils) with
+    two stand-in GPUs a node (SPREAD)."""
     pytest.importorskip("ray")
     from ray.cluster_utils import Cluster
 
     workload = tmp_path / "w.yaml"
     workload.write_text(GANG_JOBS)
     home = str(tmp_path / "home")
-    report, _ = _run(workload, "--backend", "ray", "--placement", "gpu:2", env={"ORCH_FAKE_GPUS": "2", "ORCH_HOME": home})
+    report, _ = _run(workload, "--backend", "ray", "--placement", "gpu:2",
+                     env={"ORCH_FAKE_GPUS": "2", "ORCH_HOME": home, "ORCH_CRASH_JOBS": "km",
+                          "ORCH_CRASH_MARKERS": str(tmp_path), "ORCH_COLLECTIVE_TIMEOUT_S": "30"})
     assert all(job["status"] == "ok" and len(set(job["workers"])) == 2 for job in report["jobs"]), report["jobs"]
+    killed = next(job for job in report["jobs"] if job["name"] == "km")  # a rank SIGKILLed: re-run whole
+    assert killed["attempts"] == 2 and killed["failures"][0]["error_type"] == "WorkerDied", killed
+    assert _left_behind(home) == []
 
     monkeypatch.setenv("ORCH_FAKE_GPUS", "1")  # the nodes' workers inherit it: each rank one stand-in
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "num_gpus": 2})
@@ -154,15 +138,3 @@ def test_ray_gangs_on_one_node_and_across_two(tmp_path, monkeypatch):
     for job in report["jobs"]:
         assert job["status"] == "ok" and len(set(job["workers"])) == 4, job
 
-
-def test_ray_reruns_a_gang_whose_rank_was_killed(tmp_path):
-    pytest.importorskip("ray")
-    workload = tmp_path / "w.yaml"
-    workload.write_text(GANG_JOBS)
-    env = {"ORCH_FAKE_GPUS": "2", "ORCH_HOME": str(tmp_path / "home"), "ORCH_CRASH_JOBS": "km",
-           "ORCH_CRASH_MARKERS": str(tmp_path), "ORCH_COLLECTIVE_TIMEOUT_S": "30"}
-    report, _ = _run(workload, "--backend", "ray", "--placement", "gpu:2", env=env)
-    jobs = {job["name"]: job for job in report["jobs"]}
-    assert all(job["status"] == "ok" for job in jobs.values()), jobs
-    assert jobs["km"]["attempts"] == 2 and jobs["km"]["failures"][0]["error_type"] == "WorkerDied", jobs["km"]
-    assert _left_behind(env["ORCH_HOME"]) == []

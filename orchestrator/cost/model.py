@@ -216,6 +216,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     serial, overlapped = rates.call_overhead_s(device, op.kernels(p), op.kernel, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped
+    if placement.devices > 1 and op.kernel is Kernel.TRAINING:  # DistributedDataParallel, every step
+        terms["overhead_s"] += op.collectives(p) * rates.ddp_step_s(device)
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
     terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if placement.devices > 1 else 0.0
 

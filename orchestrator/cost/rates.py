@@ -28,6 +28,9 @@ DEFAULT_DISPATCH_S = 1e-6      # NumPy call overhead (orch profile measures it)
 DEFAULT_LAUNCH_S = 8e-6        # PyTorch op + CUDA launch + synchronize (orch profile measures it)
 ASYNC_LAUNCH_FRACTION = 0.5    # later launches overlap with running kernels
 DEFAULT_TRANSFER_LATENCY_S = 1e-5
+# What DistributedDataParallel adds to a training step where the profile did not measure it
+# (0.4 ms over gloo on the 2-core development VM; NCCL's launch path is shorter: a guess)
+DEFAULT_DDP_STEP_S = {"cpu": 4e-4, "gpu": 1e-4}
 # pageable host memory over pinned, where a profile has no pageable figure: measured 6.2 of
 # 55 GB/s on a lent H100 VM, 20 of 64 estimated for bare-metal H100 (profiles/h100-sxm.yaml)
 PAGEABLE_FRACTION = 0.2
@@ -208,3 +211,9 @@ def selection_s(device: Device, selections: tuple[Selection, ...]) -> float:
 
 def python_element_s(cpu: CpuProfile) -> float:
     return cpu.python_loop_s_per_element or DEFAULT_PYTHON_ELEMENT_S
+
+
+def ddp_step_s(device: Device) -> float:
+    """Seconds DistributedDataParallel adds to each training step of a gang on this device."""
+    return device.ddp_step_s or DEFAULT_DDP_STEP_S[kind_of(device)]
+

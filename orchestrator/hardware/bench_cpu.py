@@ -176,6 +176,28 @@ def torch_op_overhead_s(device: str = "cpu") -> float:
     return per_step / (9 * layers + 6)
 
 
+def ddp_step_s(device: str = "cpu") -> float:
+    """Seconds DistributedDataParallel adds to a training step (its reducer, the gradient
+    bucket, the all-reduce call of a one-rank group: gloo on the CPU, NCCL on a GPU): the same
+    tiny model trained for 40 steps as a gang of one and alone, best of 5 each."""
+    import os
+    import tempfile
+
+    from orchestrator.kernels.gang import rank_main
+    from orchestrator.kernels.harness import execute
+
+    steps = 40
+    task = {"op": "train_mlp", "params": {"samples": 256 * steps, "features": 4, "hidden": [4], "classes": 2,
+                                          "epochs": 1, "batch_size": 256},
+            "dtype": "float32", "repeats": 5, "warmup": 2, "data": "device" if device != "cpu" else "host",
+            "placement": "cpu" if device == "cpu" else "gpu", "seed": 0, "threads": None, "name": "ddp-probe"}
+    alone = min(execute(task)["times_s"])
+    with tempfile.TemporaryDirectory(prefix="orch-ddp-") as folder:  # a one-rank group's rendezvous
+        gang = min(rank_main({**task, "placement": "cpu@1" if device == "cpu" else "gpu"}, 0, 1,
+                             f"file://{os.path.join(folder, 'rendezvous')}")["times_s"])
+    return max((gang - alone) / steps, 1e-7)
+
+
 SELECT_ROWS, SELECT_ROW = 512, 4096  # 8 MiB of float32: the rows a row-wise top-k works on
 SELECT_KS = (1, 16, 64)
 

@@ -30,7 +30,7 @@ def cpu_gemm_dtypes(cpu: CpuProfile) -> list[str]:
 # step() calls outside the GEMM ladders and op kernels, for the progress bar's total
 # memory bandwidth, dispatch, torch call, cache bandwidth, pytorch op, sentinel, top-k and sort,
 # python loop
-CPU_FIXED_STEPS = 9
+CPU_FIXED_STEPS = 10
 GPU_FIXED_STEPS = 4  # memory bandwidth, host<->device, pageable copies by size, launch latency
 
 
@@ -73,6 +73,8 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
                                                         min_time_s=plan.min_time_s / 4)
     step("pytorch per-op overhead")
     cpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s("cpu")
+    step("distributed data parallel, per step")
+    cpu.ddp_step_s = bench_cpu.ddp_step_s("cpu")
     step("cpu sentinel")
     cpu.sentinel = bench_cpu.sentinel_times("cpu")
     step("cpu top-k and sort")
@@ -146,6 +148,8 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
         if device.type == "cuda":
             step(f"gpu{gpu.index} pytorch per-op overhead")
             gpu.torch_op_overhead_s = bench_cpu.torch_op_overhead_s(str(device))
+            step(f"gpu{gpu.index} distributed data parallel, per step")
+            gpu.ddp_step_s = bench_cpu.ddp_step_s(str(device))
             step(f"gpu{gpu.index} sentinel")
             gpu.sentinel = bench_cpu.sentinel_times(str(device))
             step(f"gpu{gpu.index} top-k and sort")
@@ -171,7 +175,7 @@ def _count_steps(cpu: CpuProfile, gpus: list[GpuProfile], quick: bool, cuda: boo
     cpu_steps = (sum(len(cpu_plan.sizes_for(dtype)) for dtype in cpu_gemm_dtypes(cpu))
                  + CPU_FIXED_STEPS + len(bench_ops.CPU_REFERENCE))
     gpu_steps = (len(bench_gpu.GPU_DTYPES) * len(gpu_plan.gemm_sizes) + GPU_FIXED_STEPS
-                 + (3 + len(bench_ops.GPU_REFERENCE) if cuda else 0))  # pytorch op, sentinel, top-k
+                 + (4 + len(bench_ops.GPU_REFERENCE) if cuda else 0))  # pytorch op, DDP, sentinel, top-k
     return cpu_steps + len(usable) * gpu_steps + (len(usable) > 1)
 
 

@@ -13,7 +13,7 @@ from orchestrator.profile.model import CpuProfile, GpuProfile
 
 # what a stand-in takes over from the CPU it stands on: every measured rate of a device
 SHARED = ("peak_flops", "theoretical_peak_flops", "gemm_flops", "memory_bandwidth", "efficiency", "gemm_ramp_s",
-          "cache_bandwidth", "torch_op_overhead_s", "topk_s_per_element", "sort_s_per_element", "sentinel",
+          "cache_bandwidth", "torch_op_overhead_s", "ddp_step_s", "topk_s_per_element", "sort_s_per_element", "sentinel",
           "op_benchmarks")
 
 

@@ -7,7 +7,8 @@ all-reduced, axpy on its shard, k-means with its per-cluster sums all-reduced ev
 training as DistributedDataParallel. No partial result goes through the client.
 
 Every execution starts and ends at a barrier (after the device has finished); rank 0's times are
-the job's. The group is formed, and every collective runs, under a timeout (ORCH_COLLECTIVE_TIMEOUT_S,
+the job's, and every rank takes them (a broadcast), so `repeats: auto` and a GPU's warm-up stop
+every rank at the same execution. The group is formed, and every collective runs, under a timeout (ORCH_COLLECTIVE_TIMEOUT_S,
 default 120 s): a rank whose peer dies raises within it, and the group is torn down whatever
 happens.
 """
@@ -25,10 +26,9 @@ import torch.distributed as dist
 
 from orchestrator.kernels import get
 from orchestrator.kernels.base import TORCH_DTYPES, Kernel, to_device
-from orchestrator.kernels.harness import _inject_crash, _inject_failure, _set_threads
+from orchestrator.kernels.harness import _inject_crash, _inject_failure, _set_threads, timed
 from orchestrator.kernels.sentinel import sync
 from orchestrator.placement import Placement
-from orchestrator.workload.model import AUTO
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -48,6 +48,12 @@ class Comm:
         moved = tensor.to(self.device)
         dist.all_reduce(moved)
         return moved if moved is tensor else moved.to(tensor.device)
+
+    def agree(self, seconds: float) -> float:
+        """Rank 0's value of `seconds`, on every rank (a broadcast)."""
+        value = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+        dist.broadcast(value, src=0)
+        return float(value)
 
     def gather_rows(self, block: torch.Tensor) -> torch.Tensor:
         """Every rank's row block, in rank order (an all-gather; blocks padded to the largest)."""
@@ -77,6 +83,13 @@ def device_of(task: dict[str, Any]) -> torch.device:
     return torch.device("cpu")
 
 
+def _join(backend: str, rank: int, world: int, init_method: str) -> None:
+    """Join the gang's process group; forming it, and every collective after, time out after
+    ORCH_COLLECTIVE_TIMEOUT_S (default DEFAULT_TIMEOUT_S)."""
+    timeout = dt.timedelta(seconds=float(os.environ.get("ORCH_COLLECTIVE_TIMEOUT_S") or DEFAULT_TIMEOUT_S))
+    dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world, timeout=timeout)
+
+
 def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> dict[str, Any]:
     """Join the gang, run the job's executions, check this rank's part; rank 0 returns the times."""
     kernel = get(task["op"])
@@ -87,9 +100,7 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
         _set_threads(task.get("threads"))
     else:
         torch.cuda.set_device(device)
-    timeout = dt.timedelta(seconds=float(os.environ.get("ORCH_COLLECTIVE_TIMEOUT_S") or DEFAULT_TIMEOUT_S))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=init_method, rank=rank,
-                            world_size=world, timeout=timeout)
+    _join("nccl" if device.type == "cuda" else "gloo", rank, world, init_method)
     try:
         _inject_failure(task.get("name"))
         _inject_crash(task.get("name"))
@@ -98,8 +109,8 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
         comm = Comm(rank, world, int(task["params"][size]), device)
         params = {**task["params"], size: comm.count}
         on_device = task["data"] == "device" or device.type == "cpu"
-        work = to_device({k: v for k, v in shard.items() if k not in kernel.check_only}, device) if on_device else (
-            {k: v for k, v in shard.items() if k not in kernel.check_only})
+        kept = {k: v for k, v in shard.items() if k not in kernel.check_only}  # what the kernel reads
+        work = to_device(kept, device) if on_device else kept
 
         def once() -> tuple[Any, float]:
             dist.barrier()
@@ -109,20 +120,17 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
             dist.barrier()
             return result, time.perf_counter() - started
 
-        result: Any = None
-        for _ in range(task["warmup"]):
-            result, _ = once()
-        times = []
-        # every rank runs the same count: "auto" cannot stop ranks at different moments
-        for _ in range(task["repeats"] if isinstance(task["repeats"], int) else AUTO.least):
+        def agreed() -> tuple[Any, float]:
             result, seconds = once()
-            times.append(seconds)
+            return result, comm.agree(seconds)  # rank 0's: every rank warms, repeats and stops alike
+
+        result, times = timed(None, task["warmup"], task["repeats"], warm_until_warm=device.type == "cuda",
+                              clock=agreed)
         check = kernel.check_rank(shard, result, params, task["dtype"], comm)
         return {"times_s": times if rank == 0 else [], "check": check, "device": str(device),
                 "host": socket.gethostname(), "pid": os.getpid()}
     finally:
         dist.destroy_process_group()
-
 
 
 LINK_SMALL_ROUNDS, LINK_LARGE_BYTES, LINK_LARGE_ROUNDS = 50, 64 << 20, 5
@@ -133,9 +141,7 @@ def link_rank(rank: int, world: int, init_method: str) -> dict[str, float]:
     median all-reduce of one float32 and of 64 MiB, after a warm-up of each; rank 0 answers."""
     import statistics
 
-    dist.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world,
-                            timeout=dt.timedelta(seconds=float(os.environ.get("ORCH_COLLECTIVE_TIMEOUT_S")
-                                                               or DEFAULT_TIMEOUT_S)))
+    _join("gloo", rank, world, init_method)
     try:
         found = {}
         for name, elements, rounds in (("small_s", 1, LINK_SMALL_ROUNDS),

@@ -104,24 +104,35 @@ def _inject_crash(name: str | None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def timed(once: Callable[[], Any], warmup: int, repeats: int | str, *, warm_until_warm: bool = False
-          ) -> tuple[Any, list[float]]:
+def _clocked(once: Callable[[], Any]) -> Callable[[], tuple[Any, float]]:
+    """One execution and its wall time, here."""
+    def run() -> tuple[Any, float]:
+        started = time.perf_counter()
+        result = once()
+        return result, time.perf_counter() - started
+
+    return run
+
+
+def timed(once: Callable[[], Any] | None, warmup: int, repeats: int | str, *, warm_until_warm: bool = False,
+          clock: Callable[[], tuple[Any, float]] | None = None) -> tuple[Any, list[float]]:
     """`warmup` untimed calls, then `repeats` timed ones: the last result and every time.
     `repeats="auto"` (and `warm_until_warm`, which GPU jobs always get) follow AutoRepeats: warm
     up until two executions agree, then time until the median's 95% interval is within +-5%
-    or the budget is spent."""
+    or the budget is spent. `clock` runs one execution and says its time (a gang's ranks all
+    take rank 0's, so that they stop together); default: `once`, timed here."""
+    run = clock or _clocked(once)
     auto = repeats == "auto"
     result = None
     for _ in range(warmup):
-        result = once()
+        result, _ = run()
     if auto or warm_until_warm:
-        result = _warm(once, result)
+        result = _warm(run, result)
     times: list[float] = []
     spent = 0.0
     while True:
-        started = time.perf_counter()
-        result = once()
-        times.append(time.perf_counter() - started)
+        result, took = run()
+        times.append(took)
         spent += times[-1]
         if not auto:
             if len(times) >= repeats:  # type: ignore[operator]
@@ -132,14 +143,12 @@ def timed(once: Callable[[], Any], warmup: int, repeats: int | str, *, warm_unti
     return result, times
 
 
-def _warm(once: Callable[[], Any], result: Any) -> Any:
+def _warm(run: Callable[[], tuple[Any, float]], result: Any) -> Any:
     """Untimed executions until two in a row agree within AUTO.warm_within (at most warm_most)."""
     last = None
     spent = 0.0
     for _ in range(AUTO.warm_most):
-        started = time.perf_counter()
-        result = once()
-        took = time.perf_counter() - started
+        result, took = run()
         spent += took
         if last is not None and abs(took - last) <= AUTO.warm_within * last or spent >= AUTO.budget_s:
             break

@@ -87,6 +87,9 @@ class _Device(_Strict):
     cache_bandwidth: PositiveFloat | None = None
     # PyTorch's cost per eager op inside a training step (forward, backward, optimiser).
     torch_op_overhead_s: PositiveFloat | None = None
+    # What DistributedDataParallel adds to each training step of a gang, besides the bytes
+    # its all-reduce moves (the reducer, the bucket, the collective's call).
+    ddp_step_s: PositiveFloat | None = None
     # Sorting, which compares rather than computes: seconds per element of torch.topk along
     # rows of SELECT_ROW elements, by k, and of a full sort of such rows.
     topk_s_per_element: dict[PositiveInt, PositiveFloat] = Field(default_factory=dict)
