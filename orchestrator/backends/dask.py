@@ -355,7 +355,6 @@ def gpu_worker_specs(gpus: int, worker: dict[str, Any]) -> tuple[dict[str, Any],
         except Exception as exc:  # noqa: BLE001 - dask-cuda absent, or unable to start here
             if not isinstance(exc, ImportError):
                 shape = f"one plain Dask worker per GPU (CUDA_VISIBLE_DEVICES; dask-cuda failed: {type(exc).__name__})"
-            base = {}
     specs = {}
     for index in range(gpus):
         spec = base.get(index, {"cls": Nanny, "options": {}})

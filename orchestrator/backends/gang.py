@@ -140,39 +140,37 @@ class RayMembers:
         return self.ray.remote(fn).options(**self._options[rank]).remote(*args)
 
     def wait(self, handles: list[Any]) -> list[Any]:
-        self._refs = list(handles)
         pending = list(handles)
         while pending:
             done, pending = self.ray.wait(pending, num_returns=1, timeout=POLL_S)
             for ref in done:
-                error = self._error(ref)
+                error = self._error(handles, handles.index(ref))
                 if error is None:
                     continue
                 # a rank whose peer died fails on its collective, often before Ray reports the
                 # death: give the others a moment to say whether one of them died
                 self.ray.wait(pending, num_returns=len(pending), timeout=MEMBER_GONE_WAIT_S)
-                for other in handles:
-                    died = self._error(other) if other is not ref else error
+                for rank in range(len(handles)):
+                    died = self._error(handles, rank) if handles[rank] is not ref else error
                     if isinstance(died, MemberLost):
                         raise died
                 raise error
         return self.ray.get(handles)
 
-    def _error(self, ref: Any) -> Exception | None:
+    def _error(self, handles: list[Any], rank: int) -> Exception | None:
         """A finished rank's failure: MemberLost where its worker died, else its own error."""
         from orchestrator.backends.base import SYSTEM_ERRORS
 
-        ready, _ = self.ray.wait([ref], timeout=0)
+        ready, _ = self.ray.wait([handles[rank]], timeout=0)
         if not ready:
             return None
         try:
-            self.ray.get(ref)
+            self.ray.get(handles[rank])
             return None
         except Exception as exc:  # noqa: BLE001 - sorted into a lost member or the job's error
             cause = getattr(exc, "cause", None) or exc
             if type(exc).__name__ in SYSTEM_ERRORS or type(cause).__name__ in SYSTEM_ERRORS:
-                rank = self._refs.index(ref) if ref in self._refs else -1
-                return MemberLost(self.names[rank] if rank >= 0 else "a Ray worker", f"rank {rank}: {type(exc).__name__}")
+                return MemberLost(self.names[rank], f"rank {rank} of {len(handles)}: {type(exc).__name__}")
             return cause if isinstance(cause, Exception) else exc
 
     def cancel(self, handles: list[Any]) -> None:
