@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.results.status import JobStatus
+
 MIN_HISTORY_SAMPLES = 3  # timed executions at one size before history answers for it
 OUTLIER_MADS = 3.0       # an execution this many (normal-scaled) MADs from the median is dropped,
 OUTLIER_MIN_SAMPLES = 5  # where there are at least this many (the median alone below)
@@ -38,7 +40,7 @@ def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str
 
 def learnable(row: dict[str, Any]) -> bool:
     """A recorded job both tiers learn from: ok, measured, placed."""
-    return row["status"] == "ok" and bool(row["measured_s"]) and bool(row["placement"])
+    return row["status"] == JobStatus.OK and bool(row["measured_s"]) and bool(row["placement"])
 
 
 def history_from(rows: list[dict[str, Any]]) -> list[Measured]:

@@ -21,8 +21,9 @@ from orchestrator.cost.model import Hardware, _power_w, candidates, predict
 from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
-from orchestrator.results.noise import noise_of
 from orchestrator.report.svg import LogChart
+from orchestrator.results.noise import noise_of
+from orchestrator.results.status import JobStatus
 from orchestrator.units import seconds, si
 from orchestrator.workload.model import Job
 
@@ -65,7 +66,7 @@ def build(run: dict[str, Any], jobs: list[dict[str, Any]], hw: Hardware, compare
         row["cost_usd"], row["energy_j"] = _cost_energy(row, hw)
     report = Report(run, hw, jobs, wall)
     report.inventory = inventory(hw)
-    ok = [row for row in jobs if row["status"] == "ok" and row["measured_s"] and row["placement"]]
+    ok = [row for row in jobs if row["status"] == JobStatus.OK and row["measured_s"] and row["placement"]]
     for kind in sorted({Placement.parse(row["placement"]).device for row in ok}):
         report.charts.append((f"Roofline: {kind}", roofline(hw, kind, [r for r in ok if r["placement"].startswith(kind)])))
     for op in dict.fromkeys(row["op"] for row in ok):
@@ -274,7 +275,7 @@ def _summary_lines(report: Report) -> list[str]:
     run = report.run
     lines = [f"run {run['run_id']}: workload {run['workload']} on {run['backend']}, profile {run['profile']}, "
              f"status {run['status']}"]
-    done = sum(r["status"] == "ok" for r in report.jobs)
+    done = sum(r["status"] == JobStatus.OK for r in report.jobs)
     lines.append(f"{done}/{len(report.jobs)} jobs ok")
     if run.get("makespan_s") is not None:
         actual = f"{seconds(report.wall_s)} actual wall time" if report.wall_s is not None else "no wall time yet"
@@ -308,11 +309,11 @@ def to_html(report: Report) -> str:
         parts += [f"<h2>{esc(report.charts[-1][0])}</h2>", report.charts[-1][1]]
     parts.append("<h2>Jobs</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in HEADERS) + "</tr>")
     for row, job in zip(_table_rows(report), report.jobs, strict=True):
-        klass = ' class="failed"' if job["status"] != "ok" else ""
+        klass = ' class="failed"' if job["status"] != JobStatus.OK else ""
         cells = "".join(f'<td class="num">{esc(c)}</td>' if i in (3, 4, 5, 7, 8, 9) else f"<td>{esc(c)}</td>"
                         for i, c in enumerate(row))
         parts.append(f"<tr{klass}>{cells}</tr>")
-        if job["status"] != "ok" and job.get("error"):
+        if job["status"] != JobStatus.OK and job.get("error"):
             parts.append(f'<tr class="failed"><td></td><td colspan="{len(HEADERS) - 1}">{esc(job["error"])}</td></tr>')
     parts.append("</table></body></html>")
     return "\n".join(parts)

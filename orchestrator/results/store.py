@@ -21,6 +21,7 @@ from typing import Any
 
 from orchestrator import paths
 from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.results.status import JobStatus, RunStatus
 
 # The schema as first shipped; later versions are migrations below.
 SCHEMA_V1 = """
@@ -215,7 +216,7 @@ class ResultStore:
                 db.execute("INSERT INTO jobs (run_id, name, position, op, params, dtype, data, placement, predicted_s, "
                            "status, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,0) ON CONFLICT(run_id, name) DO NOTHING",
                            (run_id, job["name"], position, job["op"], json.dumps(job["params"]), job["dtype"],
-                            job["data"], job["placement"], job["predicted_s"], job.get("status", "pending")))
+                            job["data"], job["placement"], job["predicted_s"], job.get("status", JobStatus.PENDING)))
 
     def record_job(self, run_id: str, name: str, **fields: Any) -> None:
         """Update one job's row; committed (fsync'd) before this returns."""
@@ -235,8 +236,8 @@ class ResultStore:
     def mark_running(self, run_id: str, names: list[str]) -> None:
         """Every submitted job, in one transaction."""
         with self._tx() as db:
-            db.executemany("UPDATE jobs SET status = 'running', started = ? WHERE run_id = ? AND name = ?",
-                           [(now(), run_id, name) for name in names])
+            db.executemany("UPDATE jobs SET status = ?, started = ? WHERE run_id = ? AND name = ?",
+                           [(JobStatus.RUNNING, now(), run_id, name) for name in names])
 
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again, in this process."""
@@ -288,8 +289,8 @@ class ResultStore:
         summaries = []
         for row in rows:
             status = row["status"]
-            if status == "running" and not RunLock(self.path.parent, row["run_id"]).held_elsewhere():
-                status = "interrupted"
+            if status == RunStatus.RUNNING and not RunLock(self.path.parent, row["run_id"]).held_elsewhere():
+                status = RunStatus.INTERRUPTED
             summaries.append(RunSummary(row["run_id"], row["workload"], status, row["done"], row["total"], row["started"]))
         return summaries
 

@@ -14,6 +14,7 @@ from rich.progress import Progress as RichProgress
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.results.status import JobStatus
 from orchestrator.run.runner import RunReport
 from orchestrator.units import seconds
 
@@ -71,12 +72,12 @@ def print_table(report: RunReport, console: Console) -> None:
         table.add_column(column, justify=justify, overflow="fold")
     for job in report.jobs:
         error = f"{job['error_pct']:+.0f}%" if job["error_pct"] is not None else "-"
-        status = job["status"] if job["status"] == "ok" else f"{job['status']}: {job['error']}"
+        status = job["status"] if job["status"] == JobStatus.OK else f"{job['status']}: {job['error']}"
         cells = [job["name"], job["placement"] or "-", seconds(job["predicted_s"]), seconds(job["measured_s"]), error,
                  status] + ([",".join(names[w] for w in job["workers"])] if len(names) > 1 else [])
         table.add_row(*map(Text, cells))
     console.print(table)
-    ok = sum(job["status"] == "ok" for job in report.jobs)
+    ok = sum(job["status"] == JobStatus.OK for job in report.jobs)
     console.print(f"{ok}/{len(report.jobs)} jobs ok")
     for kind, noise in report.noise.items():
         console.print(f"noise ({kind}): the sentinel's speed varied {noise['spread']:.0%} over {noise['probes']:.0f} probes")

@@ -16,15 +16,16 @@ from typing import Any
 from orchestrator import __version__
 from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
-from orchestrator.run.capacity import fit_to_capacity, gang, refuse_impossible
 from orchestrator.cost.model import Hardware
 from orchestrator.errors import InputError, RunInterrupted
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
 from orchestrator.results.noise import noise_of
+from orchestrator.results.status import CONTRACT_JOB_STATUSES, JobStatus, RunStatus
 from orchestrator.results.store import ResultStore, new_run_id, now
 from orchestrator.run import groups
 from orchestrator.run.activity import MachineActivity
+from orchestrator.run.capacity import fit_to_capacity, gang, refuse_impossible
 from orchestrator.workload.model import Workload
 
 DEATH_REPORT_WAIT_S = 2.0
@@ -46,7 +47,7 @@ class RunReport:
 
     @property
     def failed(self) -> bool:
-        return any(job["status"] != "ok" for job in self.jobs)
+        return any(job["status"] != JobStatus.OK for job in self.jobs)
 
 
 def versions() -> dict[str, str]:
@@ -139,11 +140,11 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         threads = capacity.cores_per_worker if address else cores
         by_key: dict[str, JobPlan] = {}
         for position, jp in enumerate(plan.jobs):
-            if previous.get(jp.job.name, {}).get("status") == "ok":
+            if previous.get(jp.job.name, {}).get("status") == JobStatus.OK:
                 continue
             if jp.chosen is None:
-                store.record_job(run_id, jp.job.name, status="skipped", error=jp.reason, finished=now())
-                emit("job", {"name": jp.job.name, "status": "skipped", "busy_s": 0.0})
+                store.record_job(run_id, jp.job.name, status=JobStatus.SKIPPED, error=jp.reason, finished=now())
+                emit("job", {"name": jp.job.name, "status": JobStatus.SKIPPED, "busy_s": 0.0})
                 continue
             by_key[f"orch-{''.join(c for c in jp.job.op if c.isalpha())}-{run_id}-{position}"] = jp
         if resume:
@@ -169,7 +170,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
             store.record_jobs(run_id, updates)  # durable before anything is reported
             for outcome in batch:
                 jp = by_key[outcome.key]
-                emit("job", {"name": jp.job.name, "status": "ok" if outcome.result else "failed",
+                emit("job", {"name": jp.job.name, "status": JobStatus.OK if outcome.result else JobStatus.FAILED,
                              "busy_s": busy_s(jp.job, jp.chosen)})
 
         report.planned_makespan_s = plan.makespan_s
@@ -194,13 +195,13 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         disturbed(activity.check(force=True))
         if activity.seen:
             store.set_learn(run_id, False)  # later refits leave its measurements out too
-        store.finish_run(run_id, "failed" if report.failed else "done", end)
-        if learn and not activity.seen and any(job["status"] == "ok" for job in report.jobs):
+        store.finish_run(run_id, RunStatus.FAILED if report.failed else RunStatus.DONE, end)
+        if learn and not activity.seen and any(job["status"] == JobStatus.OK for job in report.jobs):
             _learn(hw, store, report)
         return report
     except BaseException as exc:
-        if started and (store.run(run_id) or {}).get("status") == "running":
-            store.finish_run(run_id, "interrupted")
+        if started and (store.run(run_id) or {}).get("status") == RunStatus.RUNNING:
+            store.finish_run(run_id, RunStatus.INTERRUPTED)
         if started and isinstance(exc, KeyboardInterrupt) and not isinstance(exc, RunInterrupted):
             raise RunInterrupted(run_id, workload.path) from None
         raise
@@ -239,10 +240,10 @@ def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
     attempts = (before.get("attempts") or 0) + max(len(outcome.failures) + (outcome.result is not None), 1)
     failures = earlier + outcome.failures
     if outcome.result is None:
-        return {"status": "failed", "attempts": attempts, "error": outcome.error, "finished": now(),
+        return {"status": JobStatus.FAILED, "attempts": attempts, "error": outcome.error, "finished": now(),
                 "detail": {"error_type": outcome.error_type, "failures": failures}}
     result = outcome.result
-    return {"status": "ok", "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
+    return {"status": JobStatus.OK, "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
             "workers": result.get("workers") or [result["worker"]], "error": None, "finished": now(),
             "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host", "pid", "group", "sentinel")
                           if k in result},
@@ -316,7 +317,7 @@ def _contract_job(row: dict[str, Any]) -> dict[str, Any]:
     predicted, measured = row["predicted_s"], row["measured_s"]
     error_pct = (predicted - measured) / measured * 100 if predicted and measured else None
     return {"name": row["name"], "op": row["op"], "placement": row["placement"], "predicted_s": predicted,
-            "measured_s": measured, "status": row["status"] if row["status"] in ("ok", "failed", "skipped") else "failed",
+            "measured_s": measured, "status": row["status"] if row["status"] in CONTRACT_JOB_STATUSES else JobStatus.FAILED,
             "attempts": row["attempts"], "workers": row["workers"] or [], "error": row["error"],
             "error_pct": error_pct, "times_s": row["times_s"], "dtype": row["dtype"], "data": row["data"],
             "failures": (row["detail"] or {}).get("failures", [])}
