@@ -16,6 +16,11 @@ from orchestrator.profile.model import OpBenchmark
 # cuSOLVER's host-side work dominate: 2-5x the model's time on an H100) and two large ones,
 # where the kernel does.
 CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
+    # the vector kernels: how near the measured copy bandwidth each one runs (torch.dot reads at
+    # about a third of the two-core copy rate here, axpy at half, sum at a third)
+    "dot": [{"n": 1 << 20}, {"n": 1 << 24}],
+    "sum": [{"n": 1 << 20}, {"n": 1 << 24}],
+    "axpy": [{"n": 1 << 20}, {"n": 1 << 24}],
     "batched_matmul": [{"batch": 128, "m": 128, "n": 128, "k": 128}, {"batch": 256, "m": 256, "n": 256, "k": 256}],
     "solve": [{"n": 1024, "nrhs": 1}, {"n": 2048, "nrhs": 1}],
     "cholesky": [{"n": 1024}, {"n": 2048}],
