@@ -12,10 +12,11 @@ from orchestrator.placement import Placement
 
 
 def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address: str | None = None) -> Hardware:
-    """The hardware the cluster can really serve: at most its GPUs per worker; as many nodes as
-    it has worker hosts (Dask) or nodes (Ray), each like the profile's node,
-    with the network measured for `address` (`orch profile --address`), else the profile's,
-    else an assumed one."""
+    """The hardware the cluster can really serve: at most its GPUs per node (stand-ins planned
+    as the CPU where the profile has no GPU); on an existing cluster, CPU rates at its workers'
+    share of the cores; as many nodes as it has worker hosts (Dask) or nodes (Ray), each like
+    the profile's node, with the network measured for `address` (`orch profile --address`),
+    else the profile's, else an assumed one."""
     from orchestrator.profile import network as networks
 
     node = hw.node
