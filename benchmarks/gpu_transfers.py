@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from orchestrator.kernels.harness import execute
+from orchestrator.execute.harness import execute
 
 
 def median_ms(fn, samples: int = 20) -> float:

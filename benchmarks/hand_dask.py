@@ -10,7 +10,7 @@ import sys
 
 from distributed import Client, LocalCluster
 
-from orchestrator.kernels.harness import execute
+from orchestrator.execute.harness import execute
 
 if __name__ == "__main__":
     tasks = json.loads(open(sys.argv[1]).read())

@@ -158,14 +158,14 @@ def test_a_cpu_call_costs_a_torch_call_through_the_harness_where_measured():
     (`torch_call_s`), a profile without it NumPy's dispatch as before; training keeps autograd's
     per-op figure."""
     from orchestrator.cost.rates import call_overhead_s
-    from orchestrator.ops import Kernel
+    from orchestrator.ops import Rate
     from orchestrator.profile.model import CpuProfile
 
     old = CpuProfile(cores_physical=2, cores_logical=2, memory_total_bytes=1 << 30, dispatch_overhead_s=3e-7,
                      torch_op_overhead_s=1.5e-5)
     new = old.model_copy(update={"torch_call_s": 4e-6})
-    assert call_overhead_s(old, 2, Kernel.STREAM) == (pytest.approx(6e-7), 0.0)
-    assert call_overhead_s(new, 2, Kernel.STREAM) == (pytest.approx(8e-6), 0.0)
-    assert call_overhead_s(new, 6, Kernel.GEMM, eager=True)[0] == pytest.approx(2.4e-5)
-    assert call_overhead_s(old, 6, Kernel.GEMM, eager=True)[0] == pytest.approx(9e-5)
-    assert call_overhead_s(new, 9, Kernel.TRAINING)[0] == pytest.approx(1.35e-4)
+    assert call_overhead_s(old, 2, Rate.STREAM) == (pytest.approx(6e-7), 0.0)
+    assert call_overhead_s(new, 2, Rate.STREAM) == (pytest.approx(8e-6), 0.0)
+    assert call_overhead_s(new, 6, Rate.GEMM, eager=True)[0] == pytest.approx(2.4e-5)
+    assert call_overhead_s(old, 6, Rate.GEMM, eager=True)[0] == pytest.approx(9e-5)
+    assert call_overhead_s(new, 9, Rate.TRAINING)[0] == pytest.approx(1.35e-4)

@@ -32,7 +32,7 @@ def test_a_gang_of_one_over_nccl_runs_and_checks(op, params):
     import torch.distributed as dist
 
     from orchestrator.backends.worker import free_port
-    from orchestrator.kernels.gang import rank_main
+    from orchestrator.execute.gang import rank_main
 
     task = {"op": op, "params": params, "dtype": "float32", "repeats": 3, "warmup": 1, "data": "device",
             "placement": "gpu", "seed": 0, "threads": None, "name": op}

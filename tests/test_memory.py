@@ -22,7 +22,7 @@ PROBE = """
 import json, sys
 import torch
 torch.set_num_threads(1)
-from orchestrator.kernels.harness import execute
+from orchestrator.execute.harness import execute
 from orchestrator import ops
 from orchestrator.ops import ITEMSIZE
 op, dtype, sizes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

@@ -55,10 +55,10 @@ def test_torch_op_overhead_leaves_out_building_the_model(monkeypatch):
     the model (here slowed by 50 ms) is paid by both and cancels."""
     import time
 
-    from orchestrator.kernels import KERNELS
+    from orchestrator import ops
 
     plain = bench_cpu.torch_op_overhead_s("cpu")
-    kernel = KERNELS["train_mlp"]
+    kernel = ops.get("train_mlp")
     build = type(kernel)._model
 
     def slow_build(self, *args, **kwargs):
@@ -74,7 +74,7 @@ def test_torch_op_overhead_leaves_out_building_the_model(monkeypatch):
 def test_gpu_op_benchmarks_warm_up_before_timing(monkeypatch):
     """A GPU's first 2-3 executions run 2-3x slow: the op benchmarks time after three warm-ups."""
     from orchestrator.hardware import bench_ops
-    from orchestrator.kernels import harness
+    from orchestrator.execute import harness
 
     monkeypatch.setenv("ORCH_FAKE_GPUS", "1")
     seen = []

@@ -12,7 +12,7 @@ import pytest
 
 from orchestrator.cost.history import history_from
 from orchestrator.cost.refit import normalised, samples_from
-from orchestrator.kernels import harness, sentinel
+from orchestrator.execute import harness, sentinel
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
 from orchestrator.profile.model import Sentinel

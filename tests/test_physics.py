@@ -12,8 +12,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from orchestrator import ops
-from orchestrator.kernels import KERNELS
-from orchestrator.kernels import harness
+
+from orchestrator.execute import harness
 from orchestrator.ops import ITEMSIZE
 
 
@@ -60,7 +60,7 @@ def test_axpy_check_counts_every_execution_at_40m():
 # ---- FLOPs: PyTorch's own counter, on the kernels as they run -----------------------------------
 
 def _counted_flops(op: str, params: dict) -> int:
-    kernel = KERNELS[op]
+    kernel = ops.get(op)
     inputs = kernel.make_inputs(params, torch.float32, torch.Generator().manual_seed(0), torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:
         kernel.run({k: v for k, v in inputs.items() if k not in kernel.check_only}, params)
@@ -139,10 +139,16 @@ def test_transfer_bytes_are_what_the_harness_moves(op, dtype, monkeypatch):
     monkeypatch.setenv("ORCH_FAKE_GPUS", "1")
     moved: list[tuple[str, int]] = []
     real = harness.to_device
+    depth = [0]
 
-    def counting(x, device):
-        moved.append((device.type, _tensor_bytes(x)))
-        return real(x, device)
+    def counting(x, device):  # to_device recurses into dicts through the module: count the outer call
+        if not depth[0]:
+            moved.append((device.type, _tensor_bytes(x)))
+        depth[0] += 1
+        try:
+            return real(x, device)
+        finally:
+            depth[0] -= 1
 
     monkeypatch.setattr(harness, "to_device", counting)
     harness.execute(_task(op, SMALL[op], dtype, placement="gpu", repeats=2, warmup=1))
@@ -160,7 +166,7 @@ def test_transfer_bytes_are_what_the_harness_moves(op, dtype, monkeypatch):
 def _one_rank(task: dict) -> dict:
     """The gang's rank function in this process, as the only rank of a real gloo group."""
     from orchestrator.backends.worker import free_port
-    from orchestrator.kernels.gang import rank_main
+    from orchestrator.execute.gang import rank_main
 
     return rank_main(task, 0, 1, f"tcp://127.0.0.1:{free_port('127.0.0.1')}")
 
@@ -198,7 +204,7 @@ def test_ddp_reduces_the_modelled_gradient_bytes_in_the_modelled_buckets(monkeyp
 def test_kmeans_all_reduces_the_modelled_bytes_every_iteration(monkeypatch):
     """k-means as a gang: every Lloyd iteration all-reduces its per-cluster sums, counts and
     inertia (the modelled bytes, in the modelled number of tensors); the check one more."""
-    from orchestrator.kernels.gang import Comm
+    from orchestrator.execute.gang import Comm
 
     sent: list[int] = []
     real = Comm.all_reduce

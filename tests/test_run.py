@@ -286,7 +286,7 @@ def test_a_job_sizes_openmp_to_its_cores_and_leaves_numpys_blas_pool_alone():
     pool stays at the worker's one thread. Enlarging it started a thread that spun for ~0.1 s and
     made the first job on a fresh 2-core worker 5-7x slow (docs/benchmarks.md, section 2)."""
     code = ("import json, torch; from threadpoolctl import threadpool_info; "
-            "from orchestrator.kernels.harness import _set_threads; _set_threads(2); "
+            "from orchestrator.execute.harness import _set_threads; _set_threads(2); "
             "print(json.dumps({'torch': torch.get_num_threads(), "
             "'pools': {i['internal_api']: i['num_threads'] for i in threadpool_info()}}))")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}

@@ -77,7 +77,7 @@ def test_flops_are_counted_on_meta_and_bytes_read_from_the_shapes(in_process):
     assert topk.output_bytes({"rows": 10, "cols": 100, "k": 8}, 4) == 10 * 8 * (4 + 8)  # values and int64 indices
     norm = ops.get("rmsnorm")
     assert norm.flops({"rows": 3, "cols": 10}) == 120 and norm.traffic_bytes({"rows": 3, "cols": 10}, 4) == 4 * 7 * 30
-    assert attention.kernels(p) == 1 and norm.kernels({"rows": 3, "cols": 10}) == 6  # torch calls that write
+    assert attention.launches(p) == 1 and norm.launches({"rows": 3, "cols": 10}) == 6  # torch calls that write
     # a top-k has no FLOPs but compares: its call is seen on meta, with the elements it sorts and its k
     assert topk.selections({"rows": 10, "cols": 100, "k": 8}) == (ops.Selection(1000.0, 8),)
     assert attention.selections(p) == () and norm.selections({"rows": 3, "cols": 10}) == ()

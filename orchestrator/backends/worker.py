@@ -48,7 +48,7 @@ def dask_setup(worker: Any) -> None:
 
 
 def _load_kernels() -> None:
-    import orchestrator.kernels.harness  # noqa: F401
+    import orchestrator.execute.harness  # noqa: F401
 
 
 def _take_gpus(count: int) -> list[int]:
@@ -74,7 +74,7 @@ def _give_back(ids: list[int]) -> None:
 def run_task(task: dict[str, Any], gpus: int, identity: str,
              run: Callable[[dict[str, Any], list[int] | None], dict[str, Any]] | None = None) -> dict[str, Any]:
     if run is None:  # imported here: the client pickles this module's functions without torch
-        from orchestrator.kernels.harness import execute as run
+        from orchestrator.execute.harness import execute as run
     ids = _take_gpus(gpus) if gpus else []
     failures: list[dict[str, Any]] = []
     try:
@@ -101,8 +101,8 @@ def probe_here(threads: int | None = None) -> dict[str, Any]:
     cores gets (run as a task, in a task's thread, as the jobs' probes are)."""
     import torch
 
-    from orchestrator.kernels import sentinel
-    from orchestrator.kernels.harness import _set_threads
+    from orchestrator.execute import sentinel
+    from orchestrator.execute.harness import _set_threads
 
     _set_threads(threads)
     return sentinel.latest(torch.device("cpu"), force=True)
@@ -111,14 +111,14 @@ def probe_here(threads: int | None = None) -> dict[str, Any]:
 def gang_rank(task: dict[str, Any], rank: int, world: int, init_method: str) -> dict[str, Any]:
     """One rank of a gang (kernels/gang.py), imported here: the client pickles this module's
     functions without importing torch."""
-    from orchestrator.kernels.gang import rank_main
+    from orchestrator.execute.gang import rank_main
 
     return rank_main(task, rank, world, init_method)
 
 
 def gang_link(rank: int, world: int, init_method: str) -> dict[str, float]:
     """One rank of a link measurement (kernels/gang.py:link_rank)."""
-    from orchestrator.kernels.gang import link_rank
+    from orchestrator.execute.gang import link_rank
 
     return link_rank(rank, world, init_method)
 
@@ -157,7 +157,7 @@ def _on_ray(gpus: int) -> tuple[str, Callable[[dict[str, Any], list[int] | None]
 
     import ray
 
-    from orchestrator.kernels.harness import execute
+    from orchestrator.execute.harness import execute
 
     context = ray.get_runtime_context()
     identity = f"ray://{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}/pid{os.getpid()}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import rates
-from orchestrator.ops import ITEMSIZE, Kernel, Op, Split
+from orchestrator.ops import ITEMSIZE, Op, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.profile.model import GpuProfile, Network, NodeProfile
@@ -193,12 +193,12 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     share = placement.devices if split else 1
 
     terms = dict.fromkeys(TERMS, 0.0)
-    if op.kernel is Kernel.PYTHON:
+    if op.rate is Rate.PYTHON:
         terms["compute_s"] = p["n"] * rates.python_element_s(hw.node.cpu)
     else:
         work_per_call = op.flops(p) / share / op.calls(p, kind)
         size = (work_per_call / 2) ** (1 / 3)  # the square GEMM with that work
-        rate = rates.compute_rate(op.kernel, device, job.dtype, size)
+        rate = rates.compute_rate(op.rate, device, job.dtype, size)
         if rate is None:
             return _infeasible(placement, f"{getattr(device, 'name', 'cpu')} has no {job.dtype} support")
         terms["compute_s"] = op.flops(p) / (share * rate)
@@ -213,10 +213,10 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
             terms["memory_s"] *= scale
         # sorting compares rather than computes: its own measured rate, on top of any FLOPs
         terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
-    serial, overlapped = rates.call_overhead_s(device, op.kernels(p), op.kernel, eager=op.eager_torch)
+    serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped
-    if placement.devices > 1 and op.kernel is Kernel.TRAINING:  # DistributedDataParallel, every step
+    if placement.devices > 1 and op.rate is Rate.TRAINING:  # DistributedDataParallel, every step
         terms["overhead_s"] += op.collectives(p) * rates.ddp_step_s(device)
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
     terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if placement.devices > 1 else 0.0

@@ -8,7 +8,7 @@ Constants without a measured source are estimates, named here once, and are what
 from __future__ import annotations
 
 from orchestrator.curves import log_interpolate
-from orchestrator.ops import Kernel, Selection
+from orchestrator.ops import Rate, Selection
 from orchestrator.profile.model import CpuProfile, GpuProfile
 
 Device = CpuProfile | GpuProfile
@@ -90,19 +90,19 @@ def gemm_rate(device: Device, dtype: str, size: float) -> float | None:
     return None
 
 
-def compute_rate(kernel: Kernel, device: Device, dtype: str, size: float) -> float | None:
-    """FLOP/s an op of this kernel class runs at; None where the dtype is unsupported."""
+def compute_rate(rate: Rate, device: Device, dtype: str, size: float) -> float | None:
+    """FLOP/s an op of this rate class runs at; None where the dtype is unsupported."""
     kind = kind_of(device)
     base = gemm_rate(device, dtype, size)
     if base is None:
         return None
-    if kernel is Kernel.FACTORIZATION:
+    if rate is Rate.FACTORIZATION:
         return base * FACTORIZATION_FRACTION[kind]
-    if kernel is Kernel.TRAINING:
+    if rate is Rate.TRAINING:
         return base * TRAINING_FRACTION
-    if kernel in (Kernel.FFT, Kernel.STREAM):
+    if rate in (Rate.FFT, Rate.STREAM):
         peak = max(device.peak_flops.get(dtype, 0.0), gemm_rate(device, dtype, 1e6) or 0.0)
-        return peak * (FFT_FRACTION[kind] if kernel is Kernel.FFT else STREAM_FRACTION)
+        return peak * (FFT_FRACTION[kind] if rate is Rate.FFT else STREAM_FRACTION)
     return base
 
 
@@ -169,7 +169,7 @@ def peer_bandwidth(gpu: GpuProfile) -> float:
     return h2d_bandwidth(gpu) / 2
 
 
-def call_overhead_s(device: Device, calls: int, kernel: Kernel, eager: bool = False) -> tuple[float, float]:
+def call_overhead_s(device: Device, calls: int, rate: Rate, eager: bool = False) -> tuple[float, float]:
     """Fixed cost of `calls` library calls (CPU) or kernel launches (GPU), as (serial seconds,
     seconds that overlap the device's work). A CPU runs its calls and its work one after the
     other, each a torch call through the harness (`torch_call_s`; NumPy's dispatch where a
@@ -180,11 +180,11 @@ def call_overhead_s(device: Device, calls: int, kernel: Kernel, eager: bool = Fa
     torch_op = device.torch_op_overhead_s or TORCH_OP_S
     if isinstance(device, GpuProfile):
         first = device.launch_latency_s or DEFAULT_LAUNCH_S
-        per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if kernel is Kernel.TRAINING or eager else 0.0)
+        per_call = max(first * ASYNC_LAUNCH_FRACTION, torch_op if rate is Rate.TRAINING or eager else 0.0)
         return first, max(calls - 1, 0) * per_call
     torch_call = device.torch_call_s
     per_call = torch_call or device.dispatch_overhead_s or DEFAULT_DISPATCH_S
-    if kernel is Kernel.TRAINING or (eager and not torch_call):
+    if rate is Rate.TRAINING or (eager and not torch_call):
         per_call = max(per_call, torch_op)
     return calls * per_call, 0.0
 

@@ -147,7 +147,7 @@ def bandwidth_by_size(available_bytes: int, *, min_time_s: float) -> dict[int, f
 def torch_call_s() -> float:
     """Median seconds of one execution of a 16-element dot through orch's harness on the CPU,
     warm (200 timed after 20): a torch call and the harness's own steps, nothing else."""
-    from orchestrator.kernels.harness import execute
+    from orchestrator.execute.harness import execute
 
     result = execute({"op": "dot", "params": {"n": 16}, "dtype": "float32", "repeats": 200, "warmup": 20,
                       "data": "host", "placement": "cpu", "seed": 0, "threads": None})
@@ -159,7 +159,7 @@ def torch_op_overhead_s(device: str = "cpu") -> float:
     model so small that only the per-op cost is left (9 ops per layer + 6 per step): the
     difference between 80 and 40 steps, so building the model and the rest of each execution's
     fixed cost cancel."""
-    from orchestrator.kernels.harness import execute
+    from orchestrator.execute.harness import execute
 
     def fastest(steps: int) -> float:
         params = {"samples": 256 * steps, "features": 4, "hidden": [4], "classes": 2, "epochs": 1, "batch_size": 256}
@@ -183,8 +183,8 @@ def ddp_step_s(device: str = "cpu") -> float:
     import os
     import tempfile
 
-    from orchestrator.kernels.gang import rank_main
-    from orchestrator.kernels.harness import execute
+    from orchestrator.execute.gang import rank_main
+    from orchestrator.execute.harness import execute
 
     steps = 40
     task = {"op": "train_mlp", "params": {"samples": 256 * steps, "features": 4, "hidden": [4], "classes": 2,
@@ -220,7 +220,7 @@ def sentinel_times(device: str) -> Sentinel:
     """The run-time sentinel (kernels/sentinel.py) as profiled: the speed runs are compared to."""
     import torch
 
-    from orchestrator.kernels import sentinel
+    from orchestrator.execute import sentinel
 
     found = sentinel.probe(torch.device(device))
     return Sentinel(gemm_s=found["gemm_s"], copy_s=found["copy_s"])

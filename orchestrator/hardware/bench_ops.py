@@ -66,7 +66,7 @@ GPU_REPEATS = 3
 
 def measure(op: str, params: dict[str, Any], placement: str, threads: int | None,
             gpu_ids: list[int] | None = None) -> OpBenchmark:
-    from orchestrator.kernels.harness import execute
+    from orchestrator.execute.harness import execute
 
     on_gpu = placement != "cpu"
     # a GPU job's first 2-3 executions run 2-3x slow (measured on an H200, docs/benchmarks.md)

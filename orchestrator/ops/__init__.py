@@ -1,12 +1,16 @@
-"""The op catalog: one registry, with aliases; unknown names fail with the valid list."""
+"""The op catalog: one registry, with aliases; unknown names fail with the valid list.
+
+Each family module defines its ops whole (parameters, cost formulas, kernel, distributed form,
+check): adding an op is one class there and its line in that module's `OPS`."""
 
 from __future__ import annotations
 
 from orchestrator.errors import did_you_mean
-from orchestrator.ops import linalg, ml, user, vector
-from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param, Selection, Split
+from orchestrator.ops import linalg, matmul, ml, user, vector
+from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Op, Param, Rate, Selection, Split
+from orchestrator.ops.tensors import KernelCheckError
 
-_CATALOG: dict[str, Op] = {op.name: op for op in (*vector.OPS, *linalg.OPS, *ml.OPS)}
+_CATALOG: dict[str, Op] = {op.name: op for op in (*vector.OPS, *matmul.OPS, *linalg.OPS, *ml.OPS)}
 ALIASES = {"gemm": "matmul", "bmm": "batched_matmul", "inner": "dot", "reduce_sum": "sum"}
 
 
@@ -27,4 +31,4 @@ def get(name: str) -> Op:
                    f"or a name registered in the '{user.ENTRY_POINT_GROUP}' entry points; `orch ops` lists them)")
 
 
-__all__ = ["ITEMSIZE", "WORKLOAD_DTYPES", "Kernel", "Op", "Param", "Selection", "Split", "get", "names"]
+__all__ = ["ITEMSIZE", "WORKLOAD_DTYPES", "KernelCheckError", "Op", "Param", "Rate", "Selection", "Split", "get", "names"]

@@ -1,5 +1,8 @@
-"""What an op is, as data the planner reads: work, traffic, bytes that cross host↔device, where
-it can run (and why not elsewhere), and how it splits across devices.
+"""What an op is, defined once: the data the planner reads (work, traffic, bytes that cross
+host↔device, where it can run and why not elsewhere, how it splits across devices) and the kernel
+the workers run (seeded synthetic inputs, one execution, its distributed form, a check of the
+result so a fast wrong kernel fails). Kernels are PyTorch on every device, so one code path is
+measured everywhere; `python_dot` is the plain interpreter loop.
 
 Counts follow the usual conventions: a multiply-add is 2 FLOPs; LAPACK factorisation counts are
 from Golub & Van Loan, "Matrix Computations" (4th ed.), and LAPACK Working Note 41.
@@ -12,12 +15,14 @@ import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from orchestrator.ops.tensors import Tensors
+
 WORKLOAD_DTYPES = ("float16", "bfloat16", "float32", "float64")
 ITEMSIZE = {"float16": 2, "bfloat16": 2, "float32": 4, "tfloat32": 4, "float64": 8}
 FLOAT_ONLY = ("float32", "float64")  # LAPACK / cuSOLVER / pocketfft precisions
 
 
-class Kernel(str, enum.Enum):
+class Rate(str, enum.Enum):
     """Which measured throughput an op's compute runs at."""
 
     GEMM = "gemm"                    # the GEMM curve at the op's effective size
@@ -54,12 +59,13 @@ class Selection:
 
 
 class Op(abc.ABC):
-    """One entry of the catalog. Subclasses are a handful of class attributes and formulas."""
+    """One entry of the catalog: a handful of class attributes, the cost formulas, and the
+    kernel (`make_inputs`, `run`, `check`; `run_rank` where it splits)."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     params: ClassVar[dict[str, Param]]
-    kernel: ClassVar[Kernel]
+    rate: ClassVar[Rate]
     split: ClassVar[Split] = Split.NONE
     dtypes: ClassVar[tuple[str, ...]] = WORKLOAD_DTYPES
     # its calls are PyTorch eager ops, each paying torch's dispatch (users' own ops)
@@ -108,7 +114,7 @@ class Op(abc.ABC):
         at two sizes per op in tests/test_memory.py)."""
         return self.working_set_elements(p) * itemsize + (self.input_elements(p) + self.output_elements(p)) * 8
 
-    def kernels(self, p: dict[str, Any]) -> int:
+    def launches(self, p: dict[str, Any]) -> int:
         """Library calls / kernel launches per execution (each pays dispatch or launch latency)."""
         return 1
 
@@ -145,3 +151,37 @@ class Op(abc.ABC):
 
     def where_not(self, kind: str) -> str | None:
         return self.not_supported.get(kind)
+
+    # The kernel. `p` is the job's parameters; `dtype`, `gen` and `device` are torch objects.
+
+    # inputs made only for the check (axpy's initial y): never moved to the device, never timed
+    check_only: ClassVar[frozenset[str]] = frozenset()
+    # A gang (execute/gang.py): the inputs each rank keeps a slice of, along their first
+    # dimension, and the parameter that slice divides. () = the op has no distributed form.
+    gang_split: ClassVar[tuple[str, ...]] = ()
+    gang_size: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def make_inputs(self, p: dict[str, Any], dtype: Any, gen: Any, device: Any) -> Tensors:
+        """Synthetic inputs, seeded, on `device` (not timed)."""
+
+    @abc.abstractmethod
+    def run(self, x: Tensors, p: dict[str, Any]) -> Any:
+        """One execution on the device the inputs are on; returns the result (what is timed)."""
+
+    @abc.abstractmethod
+    def check(self, x: Tensors, result: Any, p: dict[str, Any], dtype: str) -> float | None:
+        """Relative error of `result`; raise KernelCheckError when it is above tolerance."""
+
+    def run_split(self, x: Tensors, p: dict[str, Any], devices: list[Any], data_on_host: bool) -> Any:
+        """One execution over several GPUs one process drives (a worker given several)."""
+        raise NotImplementedError(f"{self.name} does not split across devices")
+
+    def run_rank(self, x: Tensors, p: dict[str, Any], comm: Any) -> Any:
+        """One execution of the op's distributed form on this rank's shard (`p` sized to it);
+        `comm` (execute/gang.Comm) holds the collectives. Default: the shard alone, no exchange."""
+        return self.run(x, p)
+
+    def check_rank(self, x: Tensors, result: Any, p: dict[str, Any], dtype: str, comm: Any) -> float | None:
+        """This rank's part of the result checked against its shard (float64)."""
+        return self.check(x, result, p, dtype)

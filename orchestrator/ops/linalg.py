@@ -1,68 +1,17 @@
-"""Dense linear algebra: products run at the GEMM curve, factorisations at a fraction of it."""
+"""Factorisations and solves of one matrix, at a fraction of the GEMM curve (blocked LAPACK on the
+CPU, cuSOLVER on a GPU), with well-conditioned synthetic inputs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from orchestrator.ops.base import FLOAT_ONLY, Kernel, Op, Param, Split
+from orchestrator.ops.base import FLOAT_ONLY, Op, Param, Rate
+from orchestrator.ops.tensors import Tensors, rel_error, require, torch, uniform
 
 _SINGLE_DEVICE = {
     "multi_gpu": "a distributed factorisation (ScaLAPACK-style) is not implemented; runs on one device",
     "multi_node": "a distributed factorisation (ScaLAPACK-style) is not implemented; runs on one device",
 }
-
-
-class Matmul(Op):
-    name = "matmul"
-    summary = "C = A*B, A m x k, B k x n"
-    params = {"m": Param(), "n": Param(), "k": Param()}
-    kernel = Kernel.GEMM
-    split = Split.ROW_BLOCKS
-
-    def flops(self, p: dict[str, Any]) -> float:
-        return 2.0 * p["m"] * p["n"] * p["k"]
-
-    def input_elements(self, p: dict[str, Any]) -> float:
-        return float(p["m"] * p["k"] + p["k"] * p["n"])
-
-    def output_elements(self, p: dict[str, Any]) -> float:
-        return float(p["m"] * p["n"])
-
-    def replicated_elements(self, p: dict[str, Any]) -> float:
-        return float(p["k"] * p["n"])
-
-    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
-        # the check holds a block of B in float64, 2^24 elements at most (kernels/linalg.py)
-        return self.working_set_elements(p) * itemsize + 8.0 * min(p["k"] * p["n"], 1 << 24)
-
-
-class BatchedMatmul(Matmul):
-    name = "batched_matmul"
-    summary = "a batch of independent matmuls"
-    params = {"batch": Param(), "m": Param(), "n": Param(), "k": Param()}
-
-    def flops(self, p: dict[str, Any]) -> float:
-        return p["batch"] * super().flops(p)
-
-    def input_elements(self, p: dict[str, Any]) -> float:
-        return p["batch"] * super().input_elements(p)
-
-    def output_elements(self, p: dict[str, Any]) -> float:
-        return p["batch"] * super().output_elements(p)
-
-    def replicated_elements(self, p: dict[str, Any]) -> float:
-        return 0.0  # split by batch: nothing is shared
-
-    def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
-        return self.working_set_elements(p) * itemsize  # the check reads four of the matrices
-
-    def kernels(self, p: dict[str, Any]) -> int:
-        return 1
-
-    def calls(self, p: dict[str, Any], device: str) -> int:
-        # A GPU's batched kernel fills the device with the whole batch; CPU BLAS goes matrix by
-        # matrix, so each runs at its own size.
-        return 1 if device == "gpu" else p["batch"]
 
 
 def _panels(n: int) -> int:
@@ -71,10 +20,20 @@ def _panels(n: int) -> int:
     return max(1, -(-n // 256))
 
 
+def _dominant(n: int, dtype, gen, device, symmetric: bool) -> Any:
+    """Uniform entries plus n on the diagonal: diagonally dominant, hence well conditioned (and
+    positive definite when symmetric, by Gershgorin)."""
+    a = torch.rand((n, n), generator=gen, dtype=torch.float64)
+    if symmetric:
+        a = (a + a.T) / 2
+    a += n * torch.eye(n, dtype=torch.float64)
+    return a.to(device=device, dtype=dtype)
+
+
 class _Square(Op):
     """A factorisation of one n x n matrix."""
 
-    kernel = Kernel.FACTORIZATION
+    rate = Rate.FACTORIZATION
     dtypes = FLOAT_ONLY
     not_supported = _SINGLE_DEVICE
     params = {"n": Param()}
@@ -87,6 +46,9 @@ class _Square(Op):
 
     def calls(self, p: dict[str, Any], device: str) -> int:
         return _panels(p["n"])
+
+    def make_inputs(self, p, dtype, gen, device) -> Tensors:
+        return {"a": _dominant(p["n"], dtype, gen, device, symmetric=True)}
 
 
 class Solve(_Square):
@@ -107,6 +69,17 @@ class Solve(_Square):
     def working_set_elements(self, p: dict[str, Any]) -> float:
         return 2 * float(p["n"]) ** 2 + 2 * p["n"] * p["nrhs"]  # A and its LU copy
 
+    def make_inputs(self, p, dtype, gen, device) -> Tensors:
+        return {"a": _dominant(p["n"], dtype, gen, device, symmetric=False),
+                "b": uniform((p["n"], p["nrhs"]), dtype, gen, device)}
+
+    def run(self, x: Tensors, p) -> Any:
+        return torch.linalg.solve(x["a"], x["b"])
+
+    def check(self, x, result, p, dtype) -> float:
+        a, b = x["a"].cpu().double(), x["b"].cpu().double()
+        return require(rel_error(a @ result.cpu().double(), b), dtype, "solve residual")
+
 
 class Cholesky(_Square):
     name = "cholesky"
@@ -114,6 +87,13 @@ class Cholesky(_Square):
 
     def flops(self, p: dict[str, Any]) -> float:
         return float(p["n"]) ** 3 / 3
+
+    def run(self, x: Tensors, p) -> Any:
+        return torch.linalg.cholesky(x["a"])
+
+    def check(self, x, result, p, dtype) -> float:
+        low = result.cpu().double()
+        return require(rel_error(low @ low.T, x["a"].cpu().double()), dtype, "cholesky L L^T")
 
 
 class Eigh(_Square):
@@ -133,14 +113,22 @@ class Eigh(_Square):
     def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
         return super().peak_bytes(p, itemsize) + 8.0 * float(p["n"]) ** 2  # the check's A V in float64
 
-    def kernels(self, p: dict[str, Any]) -> int:
+    def launches(self, p: dict[str, Any]) -> int:
         return 4
+
+    def run(self, x: Tensors, p) -> Any:
+        return torch.linalg.eigh(x["a"])
+
+    def check(self, x, result, p, dtype) -> float:
+        values, vectors = (t.cpu().double() for t in result)
+        a = x["a"].cpu().double()
+        return require(rel_error(a @ vectors, vectors * values), dtype, "eigh A V = V L", 10)
 
 
 class _Tall(Op):
     """A factorisation of one m x n matrix."""
 
-    kernel = Kernel.FACTORIZATION
+    rate = Rate.FACTORIZATION
     dtypes = FLOAT_ONLY
     not_supported = _SINGLE_DEVICE
     params = {"m": Param(), "n": Param()}
@@ -163,6 +151,9 @@ class _Tall(Op):
     def _long_short(p: dict[str, Any]) -> tuple[float, float]:
         return float(max(p["m"], p["n"])), float(min(p["m"], p["n"]))
 
+    def make_inputs(self, p, dtype, gen, device) -> Tensors:
+        return {"a": uniform((p["m"], p["n"]), dtype, gen, device)}
+
 
 class Qr(_Tall):
     name = "qr"
@@ -171,6 +162,13 @@ class Qr(_Tall):
     def flops(self, p: dict[str, Any]) -> float:
         m, n = self._long_short(p)
         return 4 * m * n**2 - 4 / 3 * n**3  # Householder 2mn^2 - 2n^3/3, plus forming the thin Q
+
+    def run(self, x: Tensors, p) -> Any:
+        return torch.linalg.qr(x["a"], mode="reduced")
+
+    def check(self, x, result, p, dtype) -> float:
+        q, r = (t.cpu().double() for t in result)
+        return require(rel_error(q @ r, x["a"].cpu().double()), dtype, "qr Q R", 10)
 
 
 class Svd(_Tall):
@@ -190,8 +188,15 @@ class Svd(_Tall):
     def output_elements(self, p: dict[str, Any]) -> float:
         return super().output_elements(p) + min(p["m"], p["n"])  # U, V^T and the singular values
 
-    def kernels(self, p: dict[str, Any]) -> int:
+    def launches(self, p: dict[str, Any]) -> int:
         return 4
+
+    def run(self, x: Tensors, p) -> Any:
+        return torch.linalg.svd(x["a"], full_matrices=False)
+
+    def check(self, x, result, p, dtype) -> float:
+        u, s, vh = (t.cpu().double() for t in result)
+        return require(rel_error((u * s) @ vh, x["a"].cpu().double()), dtype, "svd U S V^T", 10)
 
 
 class Lstsq(_Tall):
@@ -208,5 +213,22 @@ class Lstsq(_Tall):
     def output_elements(self, p: dict[str, Any]) -> float:
         return float(p["n"])
 
+    def make_inputs(self, p, dtype, gen, device) -> Tensors:
+        a = uniform((p["m"], p["n"]), dtype, gen, device)
+        truth = uniform((p["n"], 1), dtype, gen, device)
+        return {"a": a, "b": a @ truth + 1e-3 * uniform((p["m"], 1), dtype, gen, device)}
 
-OPS = [Matmul(), BatchedMatmul(), Solve(), Cholesky(), Qr(), Svd(), Eigh(), Lstsq()]
+    def run(self, x: Tensors, p) -> Any:
+        return torch.linalg.lstsq(x["a"], x["b"]).solution
+
+    def check(self, x, result, p, dtype) -> float:
+        a, b = x["a"].cpu().double(), x["b"].cpu().double()
+        best = torch.linalg.lstsq(a, b).solution
+        # compare residual norms: a least-squares solution cannot beat the float64 one
+        got = float(torch.linalg.vector_norm(a @ result.cpu().double() - b))
+        want = float(torch.linalg.vector_norm(a @ best - b))
+        error = (got - want) / max(float(torch.linalg.vector_norm(b)), 1e-30)
+        return require(error, dtype, "lstsq residual", 10)
+
+
+OPS = [Solve(), Cholesky(), Qr(), Svd(), Eigh(), Lstsq()]

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
-from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Kernel, Op, Param, Selection
+from orchestrator.ops.base import ITEMSIZE, WORKLOAD_DTYPES, Op, Param, Rate, Selection
+from orchestrator.ops.tensors import Tensors, require
 
 ENTRY_POINT_GROUP = "orch.ops"
 REQUIRED = ("params", "make_inputs", "run")
@@ -104,9 +105,11 @@ class Footprint:
 
 class UserOp(Op):
     """A user's object as a catalog op: its own figures where it declares them, counted ones
-    otherwise. Runs on one device (no split), on `placements`, in `dtypes`."""
+    otherwise; its own `make_inputs`, `run` and, where it has one, `check`, called the way the
+    harness calls the catalog's kernels. Runs on one device (no split), on `placements`, in
+    `dtypes`."""
 
-    kernel = Kernel.GEMM  # declared or counted FLOPs run at the GEMM rate; none: memory-bound
+    rate = Rate.GEMM  # declared or counted FLOPs run at the GEMM rate; none: memory-bound
     eager_torch = True  # each launch pays torch's per-op dispatch (the profile's torch_op_overhead_s)
 
     def __init__(self, name: str, target: str, obj: Any) -> None:
@@ -172,11 +175,29 @@ class UserOp(Op):
         found = self.footprint(p, itemsize)
         return found.input_bytes + found.output_bytes
 
-    def kernels(self, p: dict[str, Any]) -> int:
+    def launches(self, p: dict[str, Any]) -> int:
         return self.footprint(p).launches
 
     def selections(self, p: dict[str, Any]) -> tuple[Selection, ...]:
         return self.footprint(p).selections
+
+    def make_inputs(self, p: dict[str, Any], dtype: Any, gen: Any, device: Any) -> Tensors:
+        made = self.obj.make_inputs(dict(p), dtype, device, gen)
+        # a list travels as a tuple (what the harness moves between devices) and is handed back as a list
+        return {"inputs": tuple(made) if isinstance(made, list) else made, "as_list": isinstance(made, list)}
+
+    @staticmethod
+    def _inputs(x: Tensors) -> Any:
+        return list(x["inputs"]) if x["as_list"] else x["inputs"]
+
+    def run(self, x: Tensors, p: dict[str, Any]) -> Any:
+        return self.obj.run(self._inputs(x), dict(p))
+
+    def check(self, x: Tensors, result: Any, p: dict[str, Any], dtype: str) -> float | None:
+        """The op's own relative error, held to the dtype's tolerance; None where it has no check."""
+        if not callable(getattr(self.obj, "check", None)):
+            return None
+        return require(float(self.obj.check(self._inputs(x), result, dict(p), dtype)), dtype, self.name)
 
 
 def _frozen(p: dict[str, Any]) -> tuple[tuple[str, Any], ...]:

@@ -2,7 +2,7 @@
 
 Every rank makes the job's inputs from the same seed and keeps its shard (`make_shard`), joins a
 `torch.distributed` process group (NCCL on CUDA, gloo on the CPU and on stand-in GPUs) and runs
-the op's distributed form (`Kernel.run_rank`): matmul row blocks all-gathered, dot and sum
+the op's distributed form (`Op.run_rank`): matmul row blocks all-gathered, dot and sum
 all-reduced, axpy on its shard, k-means with its per-cluster sums all-reduced every iteration,
 training as DistributedDataParallel. No partial result goes through the client.
 
@@ -24,10 +24,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from orchestrator.kernels import get
-from orchestrator.kernels.base import TORCH_DTYPES, Kernel, to_device
-from orchestrator.kernels.harness import _inject_crash, _inject_failure, _set_threads, timed
-from orchestrator.kernels.sentinel import sync
+from orchestrator import ops
+from orchestrator.execute.harness import TORCH_DTYPES, _inject_crash, _inject_failure, _set_threads, timed, to_device
+from orchestrator.execute.sentinel import sync
 from orchestrator.placement import Placement
 
 DEFAULT_TIMEOUT_S = 120.0
@@ -65,11 +64,11 @@ class Comm:
         return torch.cat([part[:size] for part, size in zip(parts, self.sizes, strict=True)])
 
 
-def make_shard(kernel: Kernel, task: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
+def make_shard(op: ops.Op, task: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
     """This rank's shard of the job's inputs, in host memory (made before any timing)."""
     gen = torch.Generator().manual_seed(task["seed"])
-    inputs = kernel.make_inputs(task["params"], TORCH_DTYPES[task["dtype"]], gen, torch.device("cpu"))
-    return {key: value.tensor_split(world)[rank].clone() if key in kernel.gang_split else value
+    inputs = op.make_inputs(task["params"], TORCH_DTYPES[task["dtype"]], gen, torch.device("cpu"))
+    return {key: value.tensor_split(world)[rank].clone() if key in op.gang_split else value
             for key, value in inputs.items()}
 
 
@@ -92,8 +91,8 @@ def _join(backend: str, rank: int, world: int, init_method: str) -> None:
 
 def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> dict[str, Any]:
     """Join the gang, run the job's executions, check this rank's part; rank 0 returns the times."""
-    kernel = get(task["op"])
-    if not kernel.gang_split:
+    op = ops.get(task["op"])
+    if not op.gang_split:
         raise RuntimeError(f"{task['op']} has no distributed form")
     device = device_of(task)
     if device.type == "cpu":
@@ -104,18 +103,18 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
     try:
         _inject_failure(task.get("name"))
         _inject_crash(task.get("name"))
-        shard = make_shard(kernel, task, rank, world)
-        size = kernel.gang_size
+        shard = make_shard(op, task, rank, world)
+        size = op.gang_size
         comm = Comm(rank, world, int(task["params"][size]), device)
         params = {**task["params"], size: comm.count}
         on_device = task["data"] == "device" or device.type == "cpu"
-        kept = {k: v for k, v in shard.items() if k not in kernel.check_only}  # what the kernel reads
+        kept = {k: v for k, v in shard.items() if k not in op.check_only}  # what the kernel reads
         work = to_device(kept, device) if on_device else kept
 
         def once() -> tuple[Any, float]:
             dist.barrier()
             started = time.perf_counter()
-            result = kernel.run_rank(work if on_device else to_device(work, device), params, comm)
+            result = op.run_rank(work if on_device else to_device(work, device), params, comm)
             sync(device)
             dist.barrier()
             return result, time.perf_counter() - started
@@ -126,7 +125,7 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
 
         result, times = timed(None, task["warmup"], task["repeats"], warm_until_warm=device.type == "cuda",
                               clock=agreed)
-        check = kernel.check_rank(shard, result, params, task["dtype"], comm)
+        check = op.check_rank(shard, result, params, task["dtype"], comm)
         return {"times_s": times if rank == 0 else [], "check": check, "device": str(device),
                 "host": socket.gethostname(), "pid": os.getpid()}
     finally:

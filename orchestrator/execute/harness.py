@@ -18,11 +18,25 @@ from typing import Any
 
 import torch
 
-from orchestrator import kernels
-from orchestrator.kernels import sentinel
-from orchestrator.kernels.base import TORCH_DTYPES, to_device
+from orchestrator import ops
+from orchestrator.execute import sentinel
 from orchestrator.placement import Placement
 from orchestrator.workload.model import AUTO
+
+
+TORCH_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32,
+                "float64": torch.float64}
+
+
+def to_device(x: Any, device: torch.device) -> Any:
+    """Move a tensor, or a dict/tuple/list of tensors, to `device` (a no-op where it is)."""
+    if isinstance(x, torch.Tensor):
+        return x if x.device == device else x.to(device)  # .to() costs ~1 us even where it stays
+    if isinstance(x, dict):
+        return {k: to_device(v, device) for k, v in x.items()}
+    if isinstance(x, tuple):
+        return tuple(to_device(v, device) for v in x)
+    return x  # lists (python_dot's inputs), floats
 
 
 def _sync(devices: list[torch.device]) -> None:
@@ -174,7 +188,7 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
     """Run one job; returns measured_s, every timing, the check and where it ran."""
     _inject_failure(task.get("name"))
     _inject_crash(task.get("name"))
-    kernel = kernels.get(task["op"])
+    op = ops.get(task["op"])
     p = task["params"]
     placement = Placement.parse(task["placement"])
     devices = devices_for(placement, gpu_ids)
@@ -192,15 +206,15 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         home = torch.device("cpu")  # data: device with no GPU: inputs start in host memory
     probes = [sentinel.latest(compute)]  # the machine's speed as this job starts
     gen = torch.Generator().manual_seed(task["seed"])
-    inputs = kernel.make_inputs(p, TORCH_DTYPES[task["dtype"]], gen, home)
-    work = {k: v for k, v in inputs.items() if k not in kernel.check_only}  # what the kernel reads
+    inputs = op.make_inputs(p, TORCH_DTYPES[task["dtype"]], gen, home)
+    work = {k: v for k, v in inputs.items() if k not in op.check_only}  # what the kernel reads
     split = len(devices) > 1
 
     def once() -> Any:
         if split:
-            result = kernel.run_split(work, p, devices, data_on_host=not on_device)
+            result = op.run_split(work, p, devices, data_on_host=not on_device)
         else:
-            result = kernel.run(to_device(work, compute), p)
+            result = op.run(to_device(work, compute), p)
         if not on_device:
             result = to_device(result, torch.device("cpu"))
         _sync(devices)
@@ -209,7 +223,7 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
     result, times = timed(once, task["warmup"], task["repeats"], warm_until_warm=placement.device == "gpu")
     if sum(times) >= sentinel.EVERY_S:
         probes.append(sentinel.latest(compute, force=True))  # and as it ends, where it ran long
-    check = kernel.check(inputs, result, p, task["dtype"])
+    check = op.check(inputs, result, p, task["dtype"])
     return {
         "measured_s": statistics.median(times),
         "times_s": times,
