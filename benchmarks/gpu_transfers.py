@@ -19,6 +19,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from orchestrator.execute.harness import execute
+from orchestrator.execute.task import Task
+from orchestrator.placement import Placement
 
 
 def median_ms(fn, samples: int = 20) -> float:
@@ -52,9 +54,7 @@ def main() -> None:
     print("| --- | --- | --- |")
     for op, params in (("dot", {"n": 1_000_000}), ("axpy", {"n": 1_000_000}), ("fft", {"n": 1 << 20}),
                        ("sum", {"n": 8_000_000}), ("matmul", {"m": 1024, "n": 256, "k": 256})):
-        task = {"op": op, "params": params, "dtype": "float32", "repeats": 7, "warmup": 1, "data": "host",
-                "placement": "gpu", "seed": 0}
-        result = execute(task)
+        result = execute(Task(op, op, params, placement=Placement("gpu", 1), data="host", repeats=7, warmup=1))
         print(f"| {op} {params} | {result['measured_s'] * 1e3:.3f} ms | "
               f"{', '.join(f'{t * 1e3:.2f}' for t in result['times_s'])} |")
 

@@ -11,11 +11,12 @@ import sys
 from distributed import Client, LocalCluster
 
 from orchestrator.execute.harness import execute
+from orchestrator.execute.task import Task
 
 if __name__ == "__main__":
     tasks = json.loads(open(sys.argv[1]).read())
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
-        futures = [client.submit(execute, task, pure=False) for task in tasks]
+        futures = [client.submit(execute, Task(**task), pure=False) for task in tasks]
         results = client.gather(futures)
     assert len(results) == len(tasks)

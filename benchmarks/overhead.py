@@ -50,9 +50,9 @@ def write(folder: Path, name: str, jobs: list[dict]) -> tuple[Path, Path]:
     workload = folder / f"{name}.yaml"
     workload.write_text(yaml.safe_dump({"version": 1, "name": name, "jobs": jobs}, sort_keys=False))
     sizes = {"matmul": ("m", "n", "k"), "dot": ("n",)}
-    tasks = [{"op": job["op"], "params": {p: job[p] for p in sizes[job["op"]]}, "dtype": "float32",
-              "repeats": job["repeats"], "warmup": job["warmup"], "data": "host", "placement": "cpu",
-              "seed": job["seed"], "threads": os.cpu_count()} for job in jobs]
+    tasks = [{"name": job["name"], "op": job["op"], "params": {p: job[p] for p in sizes[job["op"]]},
+              "repeats": job["repeats"], "warmup": job["warmup"], "seed": job["seed"], "threads": os.cpu_count()}
+             for job in jobs]  # the fields of orchestrator.execute.task.Task (placement: cpu, data: host)
     listing = folder / f"{name}.tasks.json"
     listing.write_text(json.dumps(tasks))
     return workload, listing

@@ -34,8 +34,10 @@ def test_a_gang_of_one_over_nccl_runs_and_checks(op, params):
     from orchestrator.backends.worker import free_port
     from orchestrator.execute.gang import rank_main
 
-    task = {"op": op, "params": params, "dtype": "float32", "repeats": 3, "warmup": 1, "data": "device",
-            "placement": "gpu", "seed": 0, "threads": None, "name": op}
+    from orchestrator.execute.task import Task
+    from orchestrator.placement import Placement
+
+    task = Task(op, op, params, placement=Placement("gpu", 1), data="device", repeats=3, warmup=1)
     result = rank_main(task, 0, 1, f"tcp://127.0.0.1:{free_port('127.0.0.1')}")
     assert result["device"] == "cuda:0" and len(result["times_s"]) == 3 and all(t > 0 for t in result["times_s"])
     assert not dist.is_initialized()  # torn down

@@ -23,13 +23,13 @@ import json, sys
 import torch
 torch.set_num_threads(1)
 from orchestrator.execute.harness import execute
+from orchestrator.execute.task import Task
 from orchestrator import ops
 from orchestrator.ops import ITEMSIZE
 op, dtype, sizes = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 out = []
 for p in sizes:
-    execute({"op": op, "params": p, "dtype": dtype, "repeats": 1, "warmup": 1, "data": "host",
-             "placement": "cpu", "seed": 0, "threads": 1})
+    execute(Task("peak", op, p, dtype, repeats=1, warmup=1, threads=1))
     hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
     out.append((int(hwm.split()[1]) * 1024, ops.get(op).peak_bytes(p, ITEMSIZE[dtype])))
 print(json.dumps(out))

@@ -14,13 +14,14 @@ from torch.utils.flop_counter import FlopCounterMode
 from orchestrator import ops
 
 from orchestrator.execute import harness
+from orchestrator.execute.task import Task
 from orchestrator.ops import ITEMSIZE
+from orchestrator.placement import Placement
 
 
 def _task(op: str, params: dict, dtype: str = "float32", placement: str = "cpu", data: str = "host",
-          repeats: int = 1, warmup: int = 0) -> dict:
-    return {"op": op, "params": params, "dtype": dtype, "repeats": repeats, "warmup": warmup, "data": data,
-            "placement": placement, "seed": 0, "threads": 2, "name": f"{op}-{dtype}"}
+          repeats: int = 1, warmup: int = 0) -> Task:
+    return Task(f"{op}-{dtype}", op, params, dtype, Placement.parse(placement), data, repeats, warmup, threads=2)
 
 
 HALF_CASES = [
@@ -40,21 +41,21 @@ HALF_CASES = [
 @pytest.mark.parametrize(("op", "params"), HALF_CASES, ids=[f"{op}-{i}" for i, (op, _) in enumerate(HALF_CASES)])
 def test_half_precision_kernels_run_and_pass_their_checks_on_the_cpu(op, params, dtype):
     result = harness.execute(_task(op, params, dtype))
-    assert math.isfinite(result["check"]) and result["measured_s"] > 0
+    assert math.isfinite(result.check) and result.measured_s > 0
 
 
 @pytest.mark.parametrize("n", [20_000_000, (1 << 25) + 3])  # past 2^24, where float32 stops counting by ones
 @pytest.mark.parametrize("op", ["dot", "sum", "axpy"])
 def test_long_vectors_run_and_pass_their_checks(op, n):
     result = harness.execute(_task(op, {"n": n}, repeats=2, warmup=1))
-    assert result["check"] < 1e-3
+    assert result.check < 1e-3
 
 
 def test_axpy_check_counts_every_execution_at_40m():
     """axpy updates y in place: after 1 warm-up and 3 repeats y = y0 + 4 a x, and the check
     reads that at indices spread to the very last element."""
     result = harness.execute(_task("axpy", {"n": 40_000_000}, repeats=3, warmup=1))
-    assert result["check"] < 1e-6
+    assert result.check < 1e-6
 
 
 # ---- FLOPs: PyTorch's own counter, on the kernels as they run -----------------------------------
@@ -163,7 +164,7 @@ def test_transfer_bytes_are_what_the_harness_moves(op, dtype, monkeypatch):
 
 # ---- Bytes a real process group reduces ---------------------------------------------------------
 
-def _one_rank(task: dict) -> dict:
+def _one_rank(task: Task) -> dict:
     """The gang's rank function in this process, as the only rank of a real gloo group."""
     from orchestrator.backends.worker import free_port
     from orchestrator.execute.gang import rank_main

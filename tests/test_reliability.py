@@ -17,6 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from orchestrator.execute.task import Task
 from tests import clusters
 from tests.cli import orch
 from tests.test_run import executing_worker
@@ -195,9 +196,7 @@ def test_embedded_ray_listens_on_loopback_only():
     backend = RayBackend(None)
     backend.start(cores=1, gpus=0)
     try:
-        backend.submit("probe", {"name": "probe", "op": "dot", "params": {"n": 1000}, "dtype": "float32", "repeats": 1,
-                                 "warmup": 0, "data": "host", "placement": "cpu", "seed": 0, "threads": 1},
-                       cores=1, gpus=0)
+        backend.submit("probe", Task("probe", "dot", {"n": 1000}, repeats=1, warmup=0, threads=1), cores=1, gpus=0)
         assert [o.result is not None for batch in backend.results() for o in batch] == [True]
         listening = _listening(_family())
         assert len(listening) >= 5

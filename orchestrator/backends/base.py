@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.execute.task import JobResult, Task
 from orchestrator.placement import Placement
 
 
@@ -65,11 +66,11 @@ class Capacity:
 
 @dataclass
 class Outcome:
-    """One finished task: its result dict, or the error it raised. `failures` are the job's own
+    """One finished task: its result, or the error it raised. `failures` are the job's own
     failed tries inside its last execution (`retries_on_error`)."""
 
     key: str
-    result: dict[str, Any] | None
+    result: JobResult | None
     error: str | None = None
     error_type: str | None = None
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -112,7 +113,7 @@ class Backend(abc.ABC):
         return []
 
     @abc.abstractmethod
-    def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
+    def submit(self, key: str, task: Task, *, cores: int, gpus: int) -> None:
         """Queue one task; `cores`/`gpus` are what it needs on its worker."""
 
     @abc.abstractmethod
@@ -121,7 +122,7 @@ class Backend(abc.ABC):
         the caller commits each batch in one transaction), until every task is back."""
 
     @abc.abstractmethod
-    def submit_group(self, key: str, jobs: list[tuple[str, dict[str, Any]]], *, cores: int, gpus: int) -> None:
+    def submit_group(self, key: str, jobs: list[tuple[str, Task]], *, cores: int, gpus: int) -> None:
         """Queue tiny jobs ([(job key, task)]) as one engine task; `results` yields one Outcome
         per job, never one for the group (`worker.run_group`)."""
 
@@ -158,7 +159,7 @@ class Backend(abc.ABC):
         EnvironmentUnavailable where the cluster has too few."""
         raise NotImplementedError(f"gangs are not built for {self.name}")
 
-    def run_gang(self, key: str, task: dict[str, Any], placement: Placement) -> Outcome:
+    def run_gang(self, key: str, task: Task, placement: Placement) -> Outcome:
         """Execute a job that holds several workers at once (`gpu:N`, `gpu:N@K`, `cpu@K`), blocking.
         A gang whose member dies is run again whole, on members chosen again (the engine's
         re-run limit: --retries); a rank's own error fails the job with that cause."""
@@ -209,7 +210,8 @@ def group_outcomes(entries: list[dict[str, Any]]) -> list[Outcome]:
     found = []
     for entry in entries:
         if entry["result"] is not None:
-            found.append(Outcome(entry["key"], entry["result"], failures=entry["result"].get("failures", []),
+            result = JobResult.from_dict(entry["result"])
+            found.append(Outcome(entry["key"], result, failures=result.failures,
                                  runs=entry["runs"]))
         else:
             found.append(Outcome(entry["key"], None, entry["error"], entry["error_type"], entry["failures"],

@@ -20,6 +20,7 @@ from typing import Any
 from orchestrator.backends import probe
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable, InputError
+from orchestrator.execute.task import Task
 from orchestrator.placement import Placement
 
 BATCH_WAIT_S = 0.05
@@ -216,14 +217,14 @@ class DaskBackend(Backend):
         except Exception:  # noqa: BLE001 - a worker gone at the end leaves the run's noise unmeasured there
             return []
 
-    def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
+    def submit(self, key: str, task: Task, *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_dask
 
         future = self.client.submit(run_on_dask, task, gpus, key=key, pure=False, retries=0,
                                     **self._restrictions(gpus))
         self._futures[future] = key
 
-    def submit_group(self, key: str, jobs: list[tuple[str, dict[str, Any]]], *, cores: int, gpus: int) -> None:
+    def submit_group(self, key: str, jobs: list[tuple[str, Task]], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import group_topic, run_group_on_dask
 
         future = self.client.submit(run_group_on_dask, key, jobs, gpus, key=key, pure=False, retries=0,
@@ -270,7 +271,7 @@ class DaskBackend(Backend):
             journal = [as_lists(event) for _, event in self.client.get_events(group_topic(key))]
             return failed_group(group, journal, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         if future.status == "finished":
-            return [Outcome(key, value, failures=value.get("failures", []))]
+            return [Outcome(key, value, failures=value.failures)]
         exc = value if isinstance(value, BaseException) else future.exception()
         failures = getattr(exc, "failures", [])
         message = str(exc) if failures else f"{type(exc).__name__}: {exc}"  # a JobFailed names the job's error

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from orchestrator.backends.worker import free_port, gang_link, gang_rank
+from orchestrator.execute.task import JobResult, Task
 
 POLL_S = 0.5
 MEMBER_GONE_WAIT_S = 3.0  # for the engine to say a member died after its peers failed
@@ -79,13 +80,13 @@ def measure_link(members: Members) -> dict[str, float]:
     return {"latency_s": latency, "bandwidth": moved / max(found["large_s"] - found["small_s"], 1e-9)}
 
 
-def execute(members: Members, task: dict[str, Any]) -> dict[str, Any]:
+def execute(members: Members, task: Task) -> JobResult:
     """Run `task` on every member at once; the job's result as a single worker would give it."""
     ranks = _together(members, gang_rank, task)
     times = ranks[0]["times_s"]
-    return {"measured_s": statistics.median(times), "times_s": times, "check": max(r["check"] for r in ranks),
-            "devices": [f"{r['device']}@{name}" for r, name in zip(ranks, members.names, strict=True)],
-            "host": ranks[0]["host"], "threads": task.get("threads"), "workers": members.workers(ranks)}
+    return JobResult(measured_s=statistics.median(times), times_s=times, check=max(r["check"] for r in ranks),
+                     devices=[f"{r['device']}@{name}" for r, name in zip(ranks, members.names, strict=True)],
+                     host=ranks[0]["host"], threads=task.threads, workers=members.workers(ranks))
 
 
 class DaskMembers:

@@ -10,6 +10,7 @@ it starts, and Ray (2.60) binds its GCS, raylet, agents and workers to it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from typing import Any
 from orchestrator.backends import probe
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.execute.task import Task
 from orchestrator.placement import Placement
 
 LOOPBACK = "127.0.0.1"
@@ -139,12 +141,12 @@ class RayBackend(Backend):
         except Exception:  # noqa: BLE001 - no CPU free within 30 s: the run's end goes unprobed
             return []
 
-    def submit(self, key: str, task: dict[str, Any], *, cores: int, gpus: int) -> None:
+    def submit(self, key: str, task: Task, *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_ray
 
-        self._refs[self._remote(run_on_ray, cores, gpus).remote({**task, "key": key}, gpus, self._log)] = key
+        self._refs[self._remote(run_on_ray, cores, gpus).remote(dataclasses.replace(task, key=key), gpus, self._log)] = key
 
-    def submit_group(self, key: str, jobs: list[tuple[str, dict[str, Any]]], *, cores: int, gpus: int) -> None:
+    def submit_group(self, key: str, jobs: list[tuple[str, Task]], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_group_on_ray
 
         self._refs[self._remote(run_group_on_ray, cores, gpus).remote(key, jobs, gpus, self._log)] = key
@@ -178,7 +180,7 @@ class RayBackend(Backend):
             return [Outcome(key, None, f"{type(cause).__name__}: {cause}", type(cause).__name__)]
         if group is not None:
             return group_outcomes(value)
-        return [Outcome(key, value, failures=value.get("failures", []))]
+        return [Outcome(key, value, failures=value.failures)]
 
     def executions(self) -> dict[str, list[dict[str, Any]]]:
         ray = _ray()

@@ -8,9 +8,12 @@ failure is kept (worker, error type, message) and travels back with the result, 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from orchestrator.execute.task import JobResult, Task
 
 _POOL_LOCK = threading.Lock()
 _FREE_GPUS: list[int] | None = None
@@ -71,23 +74,21 @@ def _give_back(ids: list[int]) -> None:
         _FREE_GPUS.extend(ids)
 
 
-def run_task(task: dict[str, Any], gpus: int, identity: str,
-             run: Callable[[dict[str, Any], list[int] | None], dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_task(task: Task, gpus: int, identity: str,
+             run: Callable[[Task, list[int] | None], JobResult] | None = None) -> JobResult:
     if run is None:  # imported here: the client pickles this module's functions without torch
         from orchestrator.execute.harness import execute as run
     ids = _take_gpus(gpus) if gpus else []
     failures: list[dict[str, Any]] = []
     try:
-        for _ in range(1 + task.get("retries_on_error", 0)):
+        for _ in range(1 + task.retries_on_error):
             try:
                 result = run(task, ids or None)
             except Exception as exc:  # noqa: BLE001 - the job's failure is data; the engine never sees it
                 failures.append({"worker": identity, "error_type": type(exc).__name__,
                                  "error": str(exc)[:MAX_MESSAGE]})
                 continue
-            result["worker"] = identity
-            result["failures"] = failures
-            return result
+            return dataclasses.replace(result, workers=[identity], failures=failures)
     finally:
         if ids:
             _give_back(ids)
@@ -108,7 +109,7 @@ def probe_here(threads: int | None = None) -> dict[str, Any]:
     return sentinel.latest(torch.device("cpu"), force=True)
 
 
-def gang_rank(task: dict[str, Any], rank: int, world: int, init_method: str) -> dict[str, Any]:
+def gang_rank(task: Task, rank: int, world: int, init_method: str) -> dict[str, Any]:
     """One rank of a gang (kernels/gang.py), imported here: the client pickles this module's
     functions without importing torch."""
     from orchestrator.execute.gang import rank_main
@@ -140,7 +141,7 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def run_on_dask(task: dict[str, Any], gpus: int) -> dict[str, Any]:
+def run_on_dask(task: Task, gpus: int) -> dict[str, Any]:
     from distributed import get_worker
 
     worker = get_worker()
@@ -164,9 +165,9 @@ def _on_ray(gpus: int) -> tuple[str, Callable[[dict[str, Any], list[int] | None]
     return identity, lambda task, _ids: execute(task, list(range(gpus)) or None)
 
 
-def run_on_ray(task: dict[str, Any], gpus: int, attempt_log: Any) -> dict[str, Any]:
+def run_on_ray(task: Task, gpus: int, attempt_log: Any) -> dict[str, Any]:
     identity, run = _on_ray(gpus)
-    attempt_log.record.remote(task["key"], identity)  # Ray re-runs a task whose worker died
+    attempt_log.record.remote(task.key, identity)  # Ray re-runs a task whose worker died
     return run_task(task, 0, identity, run)
 
 
@@ -203,8 +204,8 @@ def group_topic(group_key: str) -> str:
     return f"orch-group/{group_key}"
 
 
-def run_group(group: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int, identity: str, journal: Journal,
-              run: Callable[[dict[str, Any], list[int] | None], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def run_group(group: str, jobs: list[tuple[str, Task]], gpus: int, identity: str, journal: Journal,
+              run: Callable[[Task, list[int] | None], JobResult] | None = None) -> list[dict[str, Any]]:
     """Run `jobs` ([(job key, task)]) in order; one entry per job: {"key", "result"} or {"key",
     "error", "error_type", "failures"}, with "runs" (every execution: worker, time). A job that
     fails never stops its neighbours."""
@@ -221,7 +222,7 @@ def run_group(group: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int, ide
         started = {"worker": identity, "time": time.time()}
         journal.write({"kind": "start", "key": key, **started})
         try:
-            entry = {"key": key, "result": {**run_task(task, gpus, identity, run), "group": group}}
+            entry = {"key": key, "result": dataclasses.replace(run_task(task, gpus, identity, run), group=group).as_dict()}
         except JobFailed as exc:
             entry = {"key": key, "result": None, "error": str(exc), "error_type": exc.failures[-1]["error_type"],
                      "failures": exc.failures}
@@ -251,7 +252,7 @@ class DaskJournal(Journal):
         return [as_lists(event) for _, event in found]
 
 
-def run_group_on_dask(group_key: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int) -> list[dict[str, Any]]:
+def run_group_on_dask(group_key: str, jobs: list[tuple[str, Task]], gpus: int) -> list[dict[str, Any]]:
     from distributed import get_worker
 
     worker = get_worker()
@@ -271,7 +272,7 @@ class RayJournal(Journal):
         return ray.get(self.log.group.remote(self.key))
 
 
-def run_group_on_ray(group_key: str, jobs: list[tuple[str, dict[str, Any]]], gpus: int,
+def run_group_on_ray(group_key: str, jobs: list[tuple[str, Task]], gpus: int,
                      attempt_log: Any) -> list[dict[str, Any]]:
     identity, run = _on_ray(gpus)
     return run_group(group_key, jobs, 0, identity, RayJournal(attempt_log, group_key), run)

@@ -110,7 +110,7 @@ def bound_of(terms: dict[str, float]) -> str:
 
 @dataclass
 class Prediction:
-    placement: str
+    placement: Placement
     feasible: bool
     predicted_s: float = math.inf
     bound: str = "compute"
@@ -126,7 +126,7 @@ class Prediction:
 
 
 def _infeasible(placement: Placement, note: str) -> Prediction:
-    return Prediction(str(placement), feasible=False, note=note)
+    return Prediction(placement, feasible=False, note=note)
 
 
 def _power_w(hw: Hardware, placement: Placement) -> float:
@@ -223,7 +223,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
 
     terms, basis = _learned(job, placement, hw, terms, device, share) if calibrated and hw.calibration else (terms, "model")
     predicted = combine(terms)
-    prediction = Prediction(str(placement), True, predicted, bound_of(terms), terms=terms, basis=basis)
+    prediction = Prediction(placement, True, predicted, bound_of(terms), terms=terms, basis=basis)
     if job.data == "device" and not hw.gpus:
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"
     price = hw.node.price_usd_per_hour

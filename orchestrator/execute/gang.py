@@ -27,7 +27,7 @@ import torch.distributed as dist
 from orchestrator import ops
 from orchestrator.execute.harness import TORCH_DTYPES, _inject_crash, _inject_failure, _set_threads, timed, to_device
 from orchestrator.execute.sentinel import sync
-from orchestrator.placement import Placement
+from orchestrator.execute.task import Task
 
 DEFAULT_TIMEOUT_S = 120.0
 
@@ -64,18 +64,18 @@ class Comm:
         return torch.cat([part[:size] for part, size in zip(parts, self.sizes, strict=True)])
 
 
-def make_shard(op: ops.Op, task: dict[str, Any], rank: int, world: int) -> dict[str, Any]:
+def make_shard(op: ops.Op, task: Task, rank: int, world: int) -> dict[str, Any]:
     """This rank's shard of the job's inputs, in host memory (made before any timing)."""
-    gen = torch.Generator().manual_seed(task["seed"])
-    inputs = op.make_inputs(task["params"], TORCH_DTYPES[task["dtype"]], gen, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(task.seed)
+    inputs = op.make_inputs(task.params, TORCH_DTYPES[task.dtype], gen, torch.device("cpu"))
     return {key: value.tensor_split(world)[rank].clone() if key in op.gang_split else value
             for key, value in inputs.items()}
 
 
-def device_of(task: dict[str, Any]) -> torch.device:
+def device_of(task: Task) -> torch.device:
     """The device this rank computes on: its worker's one GPU (the engine set
     CUDA_VISIBLE_DEVICES to it), else the CPU (cpu@K, and stand-in GPUs under ORCH_FAKE_GPUS)."""
-    if Placement.parse(task["placement"]).device == "gpu" and not os.environ.get("ORCH_FAKE_GPUS"):
+    if task.placement.device == "gpu" and not os.environ.get("ORCH_FAKE_GPUS"):
         if not torch.cuda.is_available():
             raise RuntimeError("placement needs a CUDA GPU but this worker's torch sees none")
         return torch.device("cuda", 0)
@@ -89,25 +89,25 @@ def _join(backend: str, rank: int, world: int, init_method: str) -> None:
     dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world, timeout=timeout)
 
 
-def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> dict[str, Any]:
+def rank_main(task: Task, rank: int, world: int, init_method: str) -> dict[str, Any]:
     """Join the gang, run the job's executions, check this rank's part; rank 0 returns the times."""
-    op = ops.get(task["op"])
+    op = ops.get(task.op)
     if not op.gang_split:
-        raise RuntimeError(f"{task['op']} has no distributed form")
+        raise RuntimeError(f"{task.op} has no distributed form")
     device = device_of(task)
     if device.type == "cpu":
-        _set_threads(task.get("threads"))
+        _set_threads(task.threads)
     else:
         torch.cuda.set_device(device)
     _join("nccl" if device.type == "cuda" else "gloo", rank, world, init_method)
     try:
-        _inject_failure(task.get("name"))
-        _inject_crash(task.get("name"))
+        _inject_failure(task.name)
+        _inject_crash(task.name)
         shard = make_shard(op, task, rank, world)
         size = op.gang_size
-        comm = Comm(rank, world, int(task["params"][size]), device)
-        params = {**task["params"], size: comm.count}
-        on_device = task["data"] == "device" or device.type == "cpu"
+        comm = Comm(rank, world, int(task.params[size]), device)
+        params = {**task.params, size: comm.count}
+        on_device = task.data == "device" or device.type == "cpu"
         kept = {k: v for k, v in shard.items() if k not in op.check_only}  # what the kernel reads
         work = to_device(kept, device) if on_device else kept
 
@@ -123,9 +123,9 @@ def rank_main(task: dict[str, Any], rank: int, world: int, init_method: str) -> 
             result, seconds = once()
             return result, comm.agree(seconds)  # rank 0's: every rank warms, repeats and stops alike
 
-        result, times = timed(None, task["warmup"], task["repeats"], warm_until_warm=device.type == "cuda",
+        result, times = timed(None, task.warmup, task.repeats, warm_until_warm=device.type == "cuda",
                               clock=agreed)
-        check = op.check_rank(shard, result, params, task["dtype"], comm)
+        check = op.check_rank(shard, result, params, task.dtype, comm)
         return {"times_s": times if rank == 0 else [], "check": check, "device": str(device),
                 "host": socket.gethostname(), "pid": os.getpid()}
     finally:

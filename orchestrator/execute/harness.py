@@ -20,6 +20,7 @@ import torch
 
 from orchestrator import ops
 from orchestrator.execute import sentinel
+from orchestrator.execute.task import JobResult, Task
 from orchestrator.placement import Placement
 from orchestrator.workload.model import AUTO
 
@@ -184,18 +185,18 @@ def median_interval(times: list[float]) -> float:
     return (ordered[high] - ordered[low]) / 2 / statistics.median(ordered)
 
 
-def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str, Any]:
+def execute(task: Task, gpu_ids: list[int] | None = None) -> JobResult:
     """Run one job; returns measured_s, every timing, the check and where it ran."""
-    _inject_failure(task.get("name"))
-    _inject_crash(task.get("name"))
-    op = ops.get(task["op"])
-    p = task["params"]
-    placement = Placement.parse(task["placement"])
+    _inject_failure(task.name)
+    _inject_crash(task.name)
+    op = ops.get(task.op)
+    p = task.params
+    placement = task.placement
     devices = devices_for(placement, gpu_ids)
     if placement.device == "cpu":
-        _set_threads(task.get("threads"))
+        _set_threads(task.threads)
     compute = devices[0]
-    on_device = task["data"] == "device"
+    on_device = task.data == "device"
     if not on_device:
         home = torch.device("cpu")
     elif placement.device == "gpu":
@@ -205,8 +206,8 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
     else:
         home = torch.device("cpu")  # data: device with no GPU: inputs start in host memory
     probes = [sentinel.latest(compute)]  # the machine's speed as this job starts
-    gen = torch.Generator().manual_seed(task["seed"])
-    inputs = op.make_inputs(p, TORCH_DTYPES[task["dtype"]], gen, home)
+    gen = torch.Generator().manual_seed(task.seed)
+    inputs = op.make_inputs(p, TORCH_DTYPES[task.dtype], gen, home)
     work = {k: v for k, v in inputs.items() if k not in op.check_only}  # what the kernel reads
     split = len(devices) > 1
 
@@ -220,17 +221,9 @@ def execute(task: dict[str, Any], gpu_ids: list[int] | None = None) -> dict[str,
         _sync(devices)
         return result
 
-    result, times = timed(once, task["warmup"], task["repeats"], warm_until_warm=placement.device == "gpu")
+    result, times = timed(once, task.warmup, task.repeats, warm_until_warm=placement.device == "gpu")
     if sum(times) >= sentinel.EVERY_S:
         probes.append(sentinel.latest(compute, force=True))  # and as it ends, where it ran long
-    check = op.check(inputs, result, p, task["dtype"])
-    return {
-        "measured_s": statistics.median(times),
-        "times_s": times,
-        "check": check,
-        "devices": [str(d) for d in devices],
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
-        "threads": torch.get_num_threads(),
-        "sentinel": probes,
-    }
+    check = op.check(inputs, result, p, task.dtype)
+    return JobResult(measured_s=statistics.median(times), times_s=times, check=check, devices=[str(d) for d in devices],
+                     host=socket.gethostname(), threads=torch.get_num_threads(), pid=os.getpid(), sentinel=probes)

@@ -8,11 +8,13 @@ beside it) and a one-pass torch triad, counting bytes read plus bytes written as
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from orchestrator.hardware.timing import best_seconds
+from orchestrator.placement import Placement
 from orchestrator.profile.model import LoopVsVector, Sentinel
 
 MiB = 1 << 20
@@ -148,10 +150,9 @@ def torch_call_s() -> float:
     """Median seconds of one execution of a 16-element dot through orch's harness on the CPU,
     warm (200 timed after 20): a torch call and the harness's own steps, nothing else."""
     from orchestrator.execute.harness import execute
+    from orchestrator.execute.task import Task
 
-    result = execute({"op": "dot", "params": {"n": 16}, "dtype": "float32", "repeats": 200, "warmup": 20,
-                      "data": "host", "placement": "cpu", "seed": 0, "threads": None})
-    return result["measured_s"]
+    return execute(Task("torch-call", "dot", {"n": 16}, repeats=200, warmup=20)).measured_s
 
 
 def torch_op_overhead_s(device: str = "cpu") -> float:
@@ -160,13 +161,13 @@ def torch_op_overhead_s(device: str = "cpu") -> float:
     difference between 80 and 40 steps, so building the model and the rest of each execution's
     fixed cost cancel."""
     from orchestrator.execute.harness import execute
+    from orchestrator.execute.task import Task
 
     def fastest(steps: int) -> float:
         params = {"samples": 256 * steps, "features": 4, "hidden": [4], "classes": 2, "epochs": 1, "batch_size": 256}
-        result = execute({"op": "train_mlp", "params": params, "dtype": "float32", "repeats": 5, "warmup": 2,
-                          "data": "device" if device != "cpu" else "host", "placement": "cpu" if device == "cpu" else "gpu",
-                          "seed": 0, "threads": None})
-        return min(result["times_s"])
+        result = execute(Task("torch-op", "train_mlp", params, placement=Placement("cpu") if device == "cpu" else Placement("gpu", 1),
+                              data="device" if device != "cpu" else "host", repeats=5, warmup=2))
+        return min(result.times_s)
 
     short, long = fastest(40), fastest(80)
     layers = 2
@@ -185,15 +186,16 @@ def ddp_step_s(device: str = "cpu") -> float:
 
     from orchestrator.execute.gang import rank_main
     from orchestrator.execute.harness import execute
+    from orchestrator.execute.task import Task
 
     steps = 40
-    task = {"op": "train_mlp", "params": {"samples": 256 * steps, "features": 4, "hidden": [4], "classes": 2,
-                                          "epochs": 1, "batch_size": 256},
-            "dtype": "float32", "repeats": 5, "warmup": 2, "data": "device" if device != "cpu" else "host",
-            "placement": "cpu" if device == "cpu" else "gpu", "seed": 0, "threads": None, "name": "ddp-probe"}
-    alone = min(execute(task)["times_s"])
+    params = {"samples": 256 * steps, "features": 4, "hidden": [4], "classes": 2, "epochs": 1, "batch_size": 256}
+    task = Task("ddp-probe", "train_mlp", params, placement=Placement("cpu") if device == "cpu" else Placement("gpu", 1),
+                data="device" if device != "cpu" else "host", repeats=5, warmup=2)
+    alone = min(execute(task).times_s)
     with tempfile.TemporaryDirectory(prefix="orch-ddp-") as folder:  # a one-rank group's rendezvous
-        gang = min(rank_main({**task, "placement": "cpu@1" if device == "cpu" else "gpu"}, 0, 1,
+        one_rank = Placement.parse("cpu@1") if device == "cpu" else task.placement
+        gang = min(rank_main(dataclasses.replace(task, placement=one_rank), 0, 1,
                              f"file://{os.path.join(folder, 'rendezvous')}")["times_s"])
     return max((gang - alone) / steps, 1e-7)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.placement import Placement
 from orchestrator.profile.model import OpBenchmark
 
 # Two reference jobs per op (a small and a larger one, ~4-8x the work): tens to a few hundred
@@ -67,11 +68,11 @@ GPU_REPEATS = 3
 def measure(op: str, params: dict[str, Any], placement: str, threads: int | None,
             gpu_ids: list[int] | None = None) -> OpBenchmark:
     from orchestrator.execute.harness import execute
+    from orchestrator.execute.task import Task
 
     on_gpu = placement != "cpu"
     # a GPU job's first 2-3 executions run 2-3x slow (measured on an H200, docs/benchmarks.md)
-    task = {"op": op, "params": params, "dtype": "float32", "repeats": GPU_REPEATS if on_gpu else 2,
-            "warmup": GPU_WARMUP if on_gpu else 1,
-            "data": "device" if placement != "cpu" else "host", "placement": placement, "seed": 0, "threads": threads}
+    task = Task(f"{op}-reference", op, params, placement=Placement.parse(placement), data="device" if on_gpu else "host",
+                repeats=GPU_REPEATS if on_gpu else 2, warmup=GPU_WARMUP if on_gpu else 1, threads=threads)
     result = execute(task, gpu_ids)
-    return OpBenchmark(params=params, dtype="float32", data=task["data"], measured_s=result["measured_s"])
+    return OpBenchmark(params=params, dtype="float32", data=task.data, measured_s=result.measured_s)

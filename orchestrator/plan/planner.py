@@ -71,13 +71,13 @@ def _reason(chosen: Prediction, runner_up: Prediction | None, infeasible: list[P
 
 def _job_plan(job: Job, hw: Hardware, objective: str, forced: Placement | None) -> JobPlan:
     preds = [predict(job, placement, hw) for placement in candidates(hw)]
-    wanted = forced or (None if job.placement == "auto" else Placement.parse(job.placement))
-    if wanted is not None and str(wanted) not in {p.placement for p in preds}:
+    wanted = forced or job.placement
+    if wanted is not None and wanted not in {p.placement for p in preds}:
         preds.append(predict(job, wanted, hw))
     feasible = sorted((p for p in preds if p.feasible), key=lambda p: p.objective_value(objective))
     infeasible = [p for p in preds if not p.feasible]
     if wanted is not None:
-        match = next(p for p in preds if p.placement == str(wanted))
+        match = next(p for p in preds if p.placement == wanted)
         if not match.feasible:
             raise EnvironmentUnavailable(f"{job.source or job.name}: placement {wanted} cannot run on {hw.name}: {match.note}")
         others = [p for p in feasible if p is not match]
@@ -103,14 +103,14 @@ def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced:
     placed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs) if jp.chosen is not None]
 
     def options(jp: JobPlan, every: bool) -> list[tuple[Placement, float]]:
-        chosen = [(Placement.parse(jp.chosen.placement), busy_s(jp.job, jp.chosen))]
+        chosen = [(jp.chosen.placement, busy_s(jp.job, jp.chosen))]
         own_objective = jp.job.objective not in (None, "time")  # a job that asked for cost or energy keeps its choice
-        if not every or jp.job.placement != "auto" or forced is not None or own_objective:
+        if not every or jp.job.placement is not None or forced is not None or own_objective:
             return chosen
         limit = jp.chosen.predicted_s * MOVE_AT_MOST_SLOWER  # never somewhere much slower for it
         rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates
                       if p.feasible and p is not jp.chosen and p.predicted_s <= limit)
-        return chosen + [(Placement.parse(name), busy) for busy, name in rest]
+        return chosen + [(placement, busy) for busy, placement in rest]
 
     keyed = placed
     if objective == "time":

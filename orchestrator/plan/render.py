@@ -22,7 +22,7 @@ def _round(value: float | None) -> float | None:
 
 
 def _candidate(p: Any) -> dict[str, Any]:
-    entry: dict[str, Any] = {"placement": p.placement, "feasible": p.feasible}
+    entry: dict[str, Any] = {"placement": str(p.placement), "feasible": p.feasible}
     if p.feasible:
         entry.update(predicted_s=_round(p.predicted_s), basis=p.basis, bound=p.bound,
                      cost_usd=_round(p.cost_usd), energy_j=_round(p.energy_j),
@@ -38,13 +38,13 @@ def _job(jp: JobPlan, objective: str) -> dict[str, Any]:
         "name": jp.job.name,
         "op": jp.job.op,
         "objective": jp.job.objective or objective,
-        "placement": chosen.placement if chosen else None,
+        "placement": str(chosen.placement) if chosen else None,
         "predicted_s": _round(chosen.predicted_s) if chosen else None,
         "basis": chosen.basis if chosen else None,
         "bound": chosen.bound if chosen else None,
         "reason": jp.reason,
         "speedup_over_runner_up": _round(jp.speedup),
-        "runner_up": jp.runner_up.placement if jp.runner_up else None,
+        "runner_up": str(jp.runner_up.placement) if jp.runner_up else None,
         "cost_usd": _round(chosen.cost_usd) if chosen else None,
         "energy_j": _round(chosen.energy_j) if chosen else None,
         "devices": jp.slot.devices if jp.slot else [],
@@ -92,7 +92,7 @@ def print_table(plan: Plan, console: Console) -> None:
         if jp.chosen is None:
             cells = [jp.job.name, "none", "-", "-", "-", "-"]
         else:
-            cells = [jp.job.name, jp.chosen.placement, seconds(jp.chosen.predicted_s), jp.chosen.basis,
+            cells = [jp.job.name, str(jp.chosen.placement), seconds(jp.chosen.predicted_s), jp.chosen.basis,
                      jp.chosen.bound, speedup]
         table.add_row(*map(Text, cells + ([jp.reason] if wide else [])))
     console.print(table)
@@ -112,7 +112,7 @@ def print_explain(plan: Plan, job_name: str, console: Console) -> None:
     params = ", ".join(f"{k}={v}" for k, v in jp.job.params.items())
     console.print(Text(f"{jp.job.name}: {jp.job.op}({params}) dtype={jp.job.dtype} data={jp.job.data}"))
     # one column per placement, one row per term: the headers stay whole at 80 columns
-    table = Table("", *[p.placement + (" *" if p is jp.chosen else "") for p in jp.candidates])
+    table = Table("", *[str(p.placement) + (" *" if p is jp.chosen else "") for p in jp.candidates])
     for term in TERMS:
         table.add_row(term.removesuffix("_s"), *[seconds(p.terms[term]) if p.feasible else "-" for p in jp.candidates])
     table.add_row("predicted", *[seconds(p.predicted_s) if p.feasible else "-" for p in jp.candidates])

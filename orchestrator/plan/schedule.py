@@ -18,7 +18,7 @@ from orchestrator.placement import Placement
 class Slot:
     """One job's place in the batch."""
 
-    placement: str
+    placement: Placement
     devices: list[str]
     start_s: float
     finish_s: float
@@ -67,7 +67,7 @@ class Machines:
             for device in devices:
                 self.set_free(node, device, start + busy_s)
         names = [self._name(node, device) for node, devices in where for device in devices]
-        return Slot(str(placement), names, start, start + busy_s)
+        return Slot(placement, names, start, start + busy_s)
 
 
 def list_schedule(jobs: list[tuple[str, list[tuple[Placement, float]]]], nodes: int, gpus_per_node: int,
@@ -116,7 +116,7 @@ def balance(jobs: list[tuple[str, list[tuple[Placement, float]]]], nodes: int, g
             index = int(node.removeprefix("node")) if node else 0
             machines.set_free(index, device, max(machines.free_at(index, device), slot.finish_s))
     best = {name: options[0] for name, options in jobs}
-    choice = {name: next(o for o in options if str(o[0]) == spread[name].placement) for name, options in jobs}
+    choice = {name: next(o for o in options if o[0] == spread[name].placement) for name, options in jobs}
     moved = sorted((name for name in best if choice[name] is not best[name]), key=lambda n: best[n][1])
     for name in moved:
         placement, busy = best[name]

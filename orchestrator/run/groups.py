@@ -17,11 +17,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from orchestrator.backends.base import Backend
 from orchestrator.cost.model import TASK_OVERHEAD_S
-from orchestrator.placement import Placement
+from orchestrator.execute.task import Task
 from orchestrator.plan.planner import JobPlan, busy_s
 
 GROUP_JOBS_BELOW_S = 2e-3  # a job predicted to hold its worker for less joins a group
@@ -72,7 +71,7 @@ def form(jobs: list[Tiny], slots: int, prefix: str) -> list[Group]:
     return groups
 
 
-def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPlan], dict[str, Any]], threads: int,
+def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPlan], Task], threads: int,
              slots: int, run_id: str) -> None:
     """Submit every job in plan order: tiny ones in groups, the rest one task each, after
     telling the engine what each kind of task should take."""
@@ -83,7 +82,7 @@ def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPl
     for key, jp in jobs.items():
         work = busy_s(jp.job, jp.chosen) - TASK_OVERHEAD_S
         if tiny(work):
-            small.append(Tiny(key, work, (threads, Placement.parse(jp.chosen.placement).gpus)))
+            small.append(Tiny(key, work, (threads, jp.chosen.placement.gpus)))
         else:
             durations.setdefault(key_split(key), []).append(work)
     formed = form(small, slots, f"orch-group-{run_id}")
@@ -98,4 +97,4 @@ def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPl
             engine.submit_group(group.key, [(member, task_of(jobs[member])) for member in group.members],
                                 cores=threads, gpus=group.shape[1])
         elif key not in grouped:
-            engine.submit(key, task_of(jp), cores=threads, gpus=Placement.parse(jp.chosen.placement).gpus)
+            engine.submit(key, task_of(jp), cores=threads, gpus=jp.chosen.placement.gpus)

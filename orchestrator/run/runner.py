@@ -18,6 +18,7 @@ from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Backend, Capacity, Outcome, TLSFiles, local_gpu_count
 from orchestrator.cost.model import Hardware
 from orchestrator.errors import InputError, RunInterrupted
+from orchestrator.execute.task import Task
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, busy_s, make_plan
 from orchestrator.results.noise import noise_of
@@ -64,11 +65,10 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _task(jp: JobPlan, threads: int | None) -> dict[str, Any]:
+def _task(jp: JobPlan, threads: int | None) -> Task:
     job = jp.job
-    return {"name": job.name, "op": job.op, "params": job.params, "dtype": job.dtype, "repeats": job.repeats, "warmup": job.warmup,
-            "data": job.data, "placement": jp.chosen.placement, "seed": job.seed, "threads": threads,
-            "retries_on_error": job.retries_on_error}
+    return Task(job.name, job.op, job.params, job.dtype, jp.chosen.placement, job.data, job.repeats, job.warmup,
+                job.seed, threads, job.retries_on_error)
 
 
 def run_workload(workload: Workload, hw: Hardware, *, backend: str = "dask", address: str | None = None,
@@ -126,7 +126,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
         plan = make_plan(workload, planned_for, objective, forced)
         report = RunReport(run_id, workload.name, engine.name, hw.name, notes=notes, warnings=warnings)
         rows = [{"name": jp.job.name, "op": jp.job.op, "params": jp.job.params, "dtype": jp.job.dtype,
-                 "data": jp.job.data, "placement": jp.chosen.placement if jp.chosen else None,
+                 "data": jp.job.data, "placement": str(jp.chosen.placement) if jp.chosen else None,
                  "predicted_s": jp.chosen.predicted_s if jp.chosen else None} for jp in plan.jobs]
         if not resume:
             store.start_run(run_id, workload=workload.name, path=workload.path, sha256=workload.sha256,
@@ -149,7 +149,7 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
             by_key[f"orch-{''.join(c for c in jp.job.op if c.isalpha())}-{run_id}-{position}"] = jp
         if resume:
             for jp in by_key.values():
-                store.record_job(run_id, jp.job.name, placement=jp.chosen.placement, predicted_s=jp.chosen.predicted_s)
+                store.record_job(run_id, jp.job.name, placement=str(jp.chosen.placement), predicted_s=jp.chosen.predicted_s)
         store.mark_running(run_id, [jp.job.name for jp in by_key.values()])
         emit("submitting", {"run_id": run_id})
         outcomes: list[Outcome] = []
@@ -175,9 +175,9 @@ def _run_locked(workload: Workload, hw: Hardware, store: ResultStore, emit: Even
 
         report.planned_makespan_s = plan.makespan_s
         submitted = time.monotonic()
-        gangs = {key: jp for key, jp in by_key.items() if gang(Placement.parse(jp.chosen.placement), capacity)}
+        gangs = {key: jp for key, jp in by_key.items() if gang(jp.chosen.placement, capacity)}
         for key, jp in gangs.items():  # each holds several workers: one at a time, before the rest
-            placement = Placement.parse(jp.chosen.placement)
+            placement = jp.chosen.placement
             # a CPU rank has its worker's cores; the ranks of one node's stand-in GPUs share them
             share = capacity.cores_per_worker if placement.device == "cpu" else max(1, threads // placement.gpus)
             finished([engine.run_gang(key, _task(jp, share), placement)])
@@ -243,11 +243,11 @@ def _fields(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
         return {"status": JobStatus.FAILED, "attempts": attempts, "error": outcome.error, "finished": now(),
                 "detail": {"error_type": outcome.error_type, "failures": failures}}
     result = outcome.result
-    return {"status": JobStatus.OK, "measured_s": result["measured_s"], "times_s": result["times_s"], "attempts": attempts,
-            "workers": result.get("workers") or [result["worker"]], "error": None, "finished": now(),
-            "detail": {**{k: result[k] for k in ("check", "devices", "threads", "host", "pid", "group", "sentinel")
-                          if k in result},
-                       "failures": failures}}
+    detail = {"check": result.check, "devices": result.devices, "threads": result.threads, "host": result.host,
+              "pid": result.pid, "group": result.group, "sentinel": result.sentinel or None}
+    return {"status": JobStatus.OK, "measured_s": result.measured_s, "times_s": result.times_s, "attempts": attempts,
+            "workers": result.workers, "error": None, "finished": now(),
+            "detail": {**{k: v for k, v in detail.items() if v is not None}, "failures": failures}}
 
 
 def _record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: dict[str, JobPlan],

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from orchestrator import ops
 from orchestrator.errors import WorkloadError, did_you_mean
+from orchestrator.placement import Placement
 from orchestrator.safe_yaml import load_file
 from orchestrator.validation import field_path, first_problem
 from orchestrator.workload.model import SWEEPABLE_COMMON, Job, JobCommon, Workload, WorkloadFile, job_model
@@ -92,7 +93,7 @@ def _expand(raw: dict[str, Any], defaults: dict[str, Any], index: int, source: s
         jobs.append(Job(
             name=name, op=op.name, params={p: getattr(valid, p) for p in op.params},
             dtype=valid.dtype, repeats=valid.repeats, warmup=valid.warmup, data=valid.data,
-            placement=valid.placement, seed=valid.seed, objective=valid.objective,
+            placement=None if valid.placement == "auto" else Placement.parse(valid.placement), seed=valid.seed, objective=valid.objective,
             max_cost_usd=valid.max_cost_usd, retries_on_error=valid.retries_on_error, source=field_path(where)))
     return jobs
 

@@ -134,7 +134,7 @@ class Job:
     repeats: int | str = 3  # or "auto"
     warmup: int = 1
     data: str = "host"
-    placement: str = "auto"
+    placement: Placement | None = None  # None: auto, the planner chooses
     seed: int = 0
     objective: str | None = None
     max_cost_usd: float | None = None
