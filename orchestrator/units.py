@@ -1,6 +1,13 @@
-"""Human formatting of SI quantities for tables (JSON and YAML keep raw numbers)."""
+"""Human formatting of SI quantities for tables (JSON and YAML keep raw numbers), and the one
+timestamp form orch writes (ISO 8601, UTC, to the second: 2026-11-27T20:02:44Z)."""
 
 from __future__ import annotations
+
+import datetime as dt
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def si(value: float | None, unit: str, *, binary: bool = False, digits: int = 3) -> str:

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from orchestrator.backends.base import Outcome, failed_group
+from orchestrator.execute.task import JobResult
 from orchestrator.run import groups
 from tests.cli import orch
 
@@ -59,12 +60,13 @@ def test_groups_leave_every_slot_work_and_cap_their_size():
 
 
 def test_a_group_the_engine_gave_up_on_keeps_what_it_finished():
-    entry = {"key": "a", "result": {"measured_s": 1.0, "failures": []}, "runs": [{"worker": "w1", "time": 1.0}]}
+    done = JobResult(1.0, [1.0], 0.0, ["cpu"], "h", workers=["w1"], group="g")
+    entry = {"key": "a", "result": done.as_dict(), "runs": [{"worker": "w1", "time": 1.0}]}
     journal = [{"kind": "start", "key": "a", "worker": "w1", "time": 1.0}, {"kind": "done", "key": "a", "entry": entry},
                {"kind": "start", "key": "b", "worker": "w1", "time": 2.0},
                {"kind": "start", "key": "b", "worker": "w2", "time": 3.0}]
     a, b, c = failed_group(["a", "b", "c"], journal, "KilledWorker: gave up", "KilledWorker")
-    assert a == Outcome("a", entry["result"], runs=entry["runs"])
+    assert a == Outcome("a", done, runs=entry["runs"])  # the journal's plain data read back whole
     assert b.system and b.runs == [{"worker": "w1", "time": 2.0}, {"worker": "w2", "time": 3.0}]
     assert c.result is None and not c.system and c.error.startswith("GroupFailed: not run")
 

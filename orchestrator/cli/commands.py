@@ -86,7 +86,7 @@ def run(
     from orchestrator.errors import EXIT_JOB_FAILED
     from orchestrator.plan.hardware import hardware_for
     from orchestrator.run import render as run_render
-    from orchestrator.run.runner import as_contract, run_workload
+    from orchestrator.run.runner import RunOptions, as_contract, run_workload
     from orchestrator.workload.loader import load
 
     loaded = load(workload)
@@ -94,9 +94,9 @@ def run(
     hardware = hardware_for(load_profile(profile))
     try:
         with run_render.stdout_for_results_only(), run_render.Progress(stderr) as progress:
-            report = run_workload(loaded, hardware, backend=backend.value, address=address, forced=forced,
-                                  objective=objective.value, resume=resume, on_event=progress.event, retries=retries,
-                                  tls=tls_files(tls_ca_file, tls_cert, tls_key), learn=learn)
+            options = RunOptions(backend.value, address, tls_files(tls_ca_file, tls_cert, tls_key), forced,
+                                 objective.value, resume, retries, learn)
+            report = run_workload(loaded, hardware, options, on_event=progress.event)
     except RunInterrupted as stopped:  # typer would turn it into a silent exit 130
         raise Interrupted(f"interrupted: run {stopped.run_id} keeps every finished job; finish it with "
                           f"orch run {stopped.workload_path} --resume {stopped.run_id}") from None
@@ -144,11 +144,11 @@ def report(
 ) -> None:
     """Write a self-contained HTML report of a run (and a Markdown summary beside it)."""
     from orchestrator.errors import InputError
+    from orchestrator.cost.model import Hardware
     from orchestrator.plan.hardware import hardware_for
     from orchestrator.profile import store as profiles
     from orchestrator.report.build import build, to_html, to_markdown
     from orchestrator.results.store import ResultStore
-    from orchestrator.run.runner import hardware_from
 
     if run_id and latest:
         raise InputError("report: give a RUN_ID or --latest, not both")
@@ -165,7 +165,7 @@ def report(
         store.close()
     import json
 
-    hw = hardware_from(json.loads(run["hardware"])) if run.get("hardware") else hardware_for(profiles.resolve(run["profile"]))
+    hw = Hardware.from_data(json.loads(run["hardware"])) if run.get("hardware") else hardware_for(profiles.resolve(run["profile"]))
     other = hardware_for(profiles.resolve(compare)) if compare else None
     built = build(run, jobs, hw, other)
     path = _file_to_write(output or Path(f"orch-report-{chosen}.html"), "--output", (".html", ".htm"))

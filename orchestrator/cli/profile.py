@@ -61,49 +61,17 @@ def profile(
 def _profile_cluster(address: str, fmt: Format) -> None:
     """`orch profile --address`: each host's workers, cores, memory and GPUs, and the measured
     worker-to-worker network, saved for `orch plan/run --address` of the same address."""
+    from orchestrator.run.survey import survey
 
-
-    from orchestrator.backends.dask import DaskBackend
-    from orchestrator.errors import EnvironmentUnavailable
-    from orchestrator.profile import network
-
-    engine = DaskBackend(address)
-    capacity = engine.start(cores=0, gpus=0)
-    try:
-        if capacity.nodes < 2:
-            raise EnvironmentUnavailable(f"--address {address}: every worker is on one host "
-                                         f"({', '.join(capacity.hosts)}); no network between nodes to measure")
-        between = list(capacity.hosts)[:2]
-        measured = {**network.measured(engine.link(), between), "address": address}
-        hosts = engine.client.run(_host_resources)
-    finally:
-        engine.close()
-    path = network.save(address, measured)
+    found, path = survey(address)
     stderr.print(f"saved {path}")
-    by_host: dict[str, dict] = {}
-    for worker, info in hosts.items():
-        host = next(h for h, members in capacity.hosts.items() if worker in members)
-        entry = by_host.setdefault(host, {"workers": 0, "threads": 0, "memory_bytes": info["memory_bytes"],
-                                          "cores": info["cores"], "gpus": info["gpus"]})
-        entry["workers"] += 1
-        entry["threads"] += info["threads"]
-    if not _print_data({"address": address, "hosts": by_host, "network": measured}, fmt):
-        for host, entry in by_host.items():
+    if not _print_data(found, fmt):
+        for host, entry in found["hosts"].items():
             stdout.print(f"{host}: {entry['workers']} worker(s), {entry['threads']} threads, {entry['cores']} cores, "
                          f"{entry['memory_bytes'] / 2**30:.1f} GiB, {entry['gpus']} GPU(s)")
+        measured = found["network"]
         stdout.print(f"network {measured['between'][0]} -> {measured['between'][1]}: "
                      f"{measured['bandwidth'] / 1e9:.3g} GB/s, {measured['latency_s'] * 1e6:.0f} µs latency")
-
-
-def _host_resources(dask_worker=None) -> dict:
-    import os
-
-    import psutil
-
-    from orchestrator.backends.base import local_gpu_count
-
-    return {"threads": dask_worker.state.nthreads if dask_worker else 1, "cores": os.cpu_count(),
-            "memory_bytes": psutil.virtual_memory().total, "gpus": local_gpu_count()}
 
 
 @profile_app.command("show")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import rates
@@ -46,6 +47,21 @@ class Hardware:
     @functools.cached_property
     def gpus(self) -> list[GpuProfile]:
         return self.node.usable_gpus
+
+    def as_data(self) -> dict[str, Any]:
+        """All of it as plain data (kept with each run; `from_data` gives it back whole)."""
+        return {"name": self.name, "node": self.node.model_dump(mode="json"), "nodes": self.nodes,
+                "network": self.network.model_dump(mode="json") if self.network else None,
+                "calibration": self.calibration.model_dump(mode="json") if self.calibration else None,
+                "spread": list(self.spread)}
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Hardware:
+        """What `as_data` wrote (a run recorded before calibration and spread were kept has neither)."""
+        return cls(data["name"], NodeProfile.model_validate(data["node"]), data["nodes"],
+                   Network.model_validate(data["network"]) if data.get("network") else None,
+                   learned.Calibration.model_validate(data["calibration"]) if data.get("calibration") else None,
+                   tuple(data.get("spread") or ("cpu", "gpu")))
 
     @functools.cached_property
     def op_scales(self) -> dict[tuple[str, str], list[tuple[float, float]]]:

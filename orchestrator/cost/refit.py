@@ -4,7 +4,6 @@ and the factors, so neither imports the other back."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import statistics
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.results import noise
+from orchestrator.units import utc_now
 from orchestrator.workload.model import Job
 
 
@@ -103,7 +103,7 @@ def refit(profile: str, hw: Hardware, store: Any) -> Refit | None:
     samples = samples_from(rows, hw)
     if not samples:
         return None
-    fitted = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    fitted = utc_now()
     calibration = fit(profile, samples, runs, fitted, history_from(rows))
     path = save(calibration)
     return Refit(calibration, summary_errors(samples, None), summary_errors(samples, calibration), path)

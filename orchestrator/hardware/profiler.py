@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import platform
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -18,6 +17,7 @@ from orchestrator.hardware.standin import fake_gpu_count, stand_in_gpus
 from orchestrator.hardware.peaks import accept, gpu_ceilings
 from orchestrator.profile.model import CpuProfile, GpuProfile, NodeProfile, SystemInfo
 from orchestrator.profile.store import this_host
+from orchestrator.units import utc_now
 
 Progress = Callable[[str, int, int], None]  # (what is running, steps done, steps total)
 
@@ -222,6 +222,6 @@ def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env:
     host = this_host()
     return NodeProfile(
         name=host, host=host, kind="measured", quick=quick,
-        created=dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
+        created=utc_now(),
         orch_version=__version__, system=system, cpu=cpu, gpus=discovery.gpus, flags=flags,
     )

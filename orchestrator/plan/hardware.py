@@ -13,7 +13,7 @@ def hardware_for(profile: NodeProfile | ClusterProfile, calibrated: bool = True)
     """The hardware to plan for, with the factors `orch calibrate` learned for this profile."""
     learned = calibration.load(profile.name) if calibrated else None
     if isinstance(profile, NodeProfile):
-        return Hardware(profile.name, profile, 1, profile.network, learned)
+        return Hardware(profile.name, profile, nodes=1, network=profile.network, calibration=learned)
     kinds = {node.profile for node in profile.nodes}
     if len(kinds) > 1:
         raise ProfileError(f"cluster {profile.name}: nodes: mixed node profiles ({', '.join(sorted(kinds))}) "
@@ -21,4 +21,5 @@ def hardware_for(profile: NodeProfile | ClusterProfile, calibrated: bool = True)
     node = store.resolve(profile.nodes[0].profile)
     if not isinstance(node, NodeProfile):
         raise ProfileError(f"cluster {profile.name}: nodes[0].profile: '{profile.nodes[0].profile}' is a cluster, not a node")
-    return Hardware(profile.name, node, sum(n.count for n in profile.nodes), profile.network, learned)
+    return Hardware(profile.name, node, nodes=sum(n.count for n in profile.nodes), network=profile.network,
+                    calibration=learned)

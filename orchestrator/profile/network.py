@@ -5,7 +5,6 @@ running cluster assumes DEFAULT (and says so)."""
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import yaml
 
 from orchestrator import paths
 from orchestrator.profile.model import Network
+from orchestrator.units import utc_now
 
 DEFAULT = Network(bandwidth=1.25e9, latency_s=5e-5)  # 10 Gb/s Ethernet, 50 µs (an assumption)
 
@@ -41,6 +41,6 @@ def save(address: str, measured: dict[str, Any]) -> Path:
 def measured(link: dict[str, float], between: list[str]) -> dict[str, Any]:
     """What is saved of a link measured by a two-rank gang (backends/gang.py:measure_link)."""
     return {"address": None, "between": between, "bandwidth": link["bandwidth"], "latency_s": link["latency_s"],
-            "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "measured": utc_now(),
             "method": "torch.distributed (gloo) all-reduces of 4 bytes (median of 50) and 64 MiB (median of 5) "
                       "between a worker on each of two hosts, read through the ring all-reduce's cost"}

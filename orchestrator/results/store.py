@@ -22,6 +22,7 @@ from typing import Any
 from orchestrator import paths
 from orchestrator.errors import EnvironmentUnavailable
 from orchestrator.results.status import JobStatus, RunStatus
+from orchestrator.units import utc_now
 
 # The schema as first shipped; later versions are migrations below.
 SCHEMA_V1 = """
@@ -102,10 +103,6 @@ def _migrate(db: sqlite3.Connection, path: Path) -> None:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 LEARN_PER_JOB = 16  # measurements of one distinct job that calibration learns from, newest first
@@ -209,7 +206,7 @@ class ResultStore:
             db.execute("INSERT INTO runs (run_id, workload, workload_path, workload_sha256, profile, backend, address, "
                        "status, total, started, finished, pid, versions, learn, hardware, makespan_s) "
                        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                       (run_id, workload, path, sha256, profile, backend, address, "running", len(jobs), now(), None,
+                       (run_id, workload, path, sha256, profile, backend, address, "running", len(jobs), utc_now(), None,
                         os.getpid(), json.dumps(versions), int(learn), json.dumps(hardware) if hardware else None,
                         makespan_s))
             for position, job in enumerate(jobs):
@@ -237,7 +234,7 @@ class ResultStore:
         """Every submitted job, in one transaction."""
         with self._tx() as db:
             db.executemany("UPDATE jobs SET status = ?, started = ? WHERE run_id = ? AND name = ?",
-                           [(JobStatus.RUNNING, now(), run_id, name) for name in names])
+                           [(JobStatus.RUNNING, utc_now(), run_id, name) for name in names])
 
     def reopen_run(self, run_id: str) -> None:
         """A resumed run is running again, in this process."""
@@ -254,7 +251,7 @@ class ResultStore:
         """`probes`: the sentinel probed at the run's end (its jobs carry the others)."""
         with self._tx() as db:
             db.execute("UPDATE runs SET status = ?, finished = ?, probes = COALESCE(?, probes) WHERE run_id = ?",
-                       (status, now(), json.dumps(probes) if probes else None, run_id))
+                       (status, utc_now(), json.dumps(probes) if probes else None, run_id))
 
     def run(self, run_id: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()

@@ -4,6 +4,8 @@ threads; placements it cannot serve refused before anything runs (exit 3)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from orchestrator import backends as backend_registry
 from orchestrator.backends.base import Capacity, TLSFiles
 from orchestrator.cost.model import Hardware
@@ -48,7 +50,7 @@ def fit_to_capacity(hw: Hardware, capacity: Capacity, notes: list[str], address:
                          f"(measure it with `orch profile --address {address}`)")
     # GPUs across nodes where every node has as many one-GPU workers as the plan gives a node
     gpus_everywhere = node.gpus and len(capacity.gpu_nodes(len(node.gpus))) >= nodes
-    return Hardware(hw.name, node, nodes, link, hw.calibration, spread=("cpu", "gpu") if gpus_everywhere else ("cpu",))
+    return dataclasses.replace(hw, node=node, nodes=nodes, network=link, spread=("cpu", "gpu") if gpus_everywhere else ("cpu",))
 
 
 def discover(hw: Hardware, address: str, notes: list[str], tls: TLSFiles | None = None) -> Hardware:
