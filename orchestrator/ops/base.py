@@ -47,6 +47,7 @@ class Split(str, enum.Enum):
 class Param:
     default: Any = None  # None = required
     kind: str = "size"   # "size" | "size_list"
+    scales: bool = True  # the work grows with it (n, m, k, samples); not: iterations, features, ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,17 @@ class Op(abc.ABC):
 
     def where_not(self, kind: str) -> str | None:
         return self.not_supported.get(kind)
+
+    def invalid(self, p: dict[str, Any]) -> str | None:
+        """What is wrong with these parameters together (each is already a positive size), as
+        one line that starts with the field to change; None when nothing is."""
+        return None
+
+    def grown(self, p: dict[str, Any], factor: float) -> dict[str, Any]:
+        """The same job with every size the work grows with multiplied by `factor` (the report's
+        crossover curves), still valid."""
+        return {**p, **{name: max(1, round(p[name] * factor)) for name, spec in self.params.items()
+                        if spec.kind == "size" and spec.scales}}
 
     # The kernel. `p` is the job's parameters; `dtype`, `gen` and `device` are torch objects.
 

@@ -54,7 +54,7 @@ class _Square(Op):
 class Solve(_Square):
     name = "solve"
     summary = "A X = B for a well-conditioned square A"
-    params = {"n": Param(), "nrhs": Param(default=1)}
+    params = {"n": Param(), "nrhs": Param(default=1, scales=False)}
 
     def flops(self, p: dict[str, Any]) -> float:
         n = float(p["n"])
@@ -212,6 +212,15 @@ class Lstsq(_Tall):
 
     def output_elements(self, p: dict[str, Any]) -> float:
         return float(p["n"])
+
+    def invalid(self, p: dict[str, Any]) -> str | None:
+        if p["m"] < p["n"]:
+            return f"m: lstsq needs m >= n (got m={p['m']}, n={p['n']})"
+        return None
+
+    def grown(self, p: dict[str, Any], factor: float) -> dict[str, Any]:
+        out = super().grown(p, factor)
+        return {**out, "m": max(out["m"], out["n"])}
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         a = uniform((p["m"], p["n"]), dtype, gen, device)

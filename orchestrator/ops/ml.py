@@ -23,7 +23,8 @@ DDP_BUCKET_BYTES = 25 * 2**20
 class Kmeans(Op):
     name = "kmeans"
     summary = "Lloyd's k-means on synthetic blobs"
-    params = {"samples": Param(), "features": Param(), "clusters": Param(), "iterations": Param(default=10)}
+    params = {"samples": Param(), "features": Param(scales=False), "clusters": Param(scales=False),
+              "iterations": Param(default=10, scales=False)}
     rate = Rate.GEMM
     split = Split.DATA_PARALLEL
     gang_split = ("x",)
@@ -301,7 +302,8 @@ class _Training(Op):
 class TrainLinear(_Training):
     name = "train_linear"
     summary = "logistic regression by minibatch SGD (PyTorch)"
-    params = {"samples": Param(), "features": Param(), "epochs": Param(default=1), "batch_size": Param(default=256)}
+    params = {"samples": Param(), "features": Param(scales=False), "epochs": Param(default=1, scales=False),
+              "batch_size": Param(default=256, scales=False)}
 
     def widths(self, p: dict[str, Any]) -> list[int]:
         return [p["features"], 1]
@@ -310,8 +312,9 @@ class TrainLinear(_Training):
 class TrainMlp(_Training):
     name = "train_mlp"
     summary = "MLP classifier by minibatch SGD (PyTorch)"
-    params = {"samples": Param(), "features": Param(), "hidden": Param(kind="size_list"), "classes": Param(),
-              "epochs": Param(default=1), "batch_size": Param(default=256)}
+    params = {"samples": Param(), "features": Param(scales=False), "hidden": Param(kind="size_list"),
+              "classes": Param(scales=False), "epochs": Param(default=1, scales=False),
+              "batch_size": Param(default=256, scales=False)}
 
     def widths(self, p: dict[str, Any]) -> list[int]:
         return [p["features"], *p["hidden"], p["classes"]]

@@ -29,7 +29,6 @@ from orchestrator.workload.model import Job
 
 REACH = 32.0   # the curves run from 1/32 of the smallest job's work to 32x the largest's
 STEPS = 33
-NOT_WORK = {"iterations", "epochs", "batch_size", "nrhs", "classes", "clusters", "features", "hidden"}
 BAND = 0.25
 
 
@@ -147,22 +146,14 @@ def _scaled(params: dict[str, Any], op_name: str, scale: float) -> dict[str, Any
     """The job's size parameters multiplied together by one factor, found by bisection in log
     space, so that its work is about `scale` times the original."""
     op = get_op(op_name)
-    grow = [p for p, spec in op.params.items() if spec.kind == "size" and p not in NOT_WORK]
-    if not grow:
-        return params
+    if op.grown(params, 2.0) == params:
+        return params  # nothing it has grows its work
     target = scale * (op.flops(params) or 1.0)
-
-    def grown(factor: float) -> dict[str, Any]:
-        out = {**params, **{p: max(1, round(params[p] * factor)) for p in grow}}
-        if op_name == "lstsq":
-            out["m"] = max(out["m"], out["n"])
-        return out
-
     low, high = -12.0, 12.0  # log of the factor
     for _ in range(40):
         mid = (low + high) / 2
-        low, high = (mid, high) if op.flops(grown(math.exp(mid))) < target else (low, mid)
-    return grown(math.exp(high))
+        low, high = (mid, high) if op.flops(op.grown(params, math.exp(mid))) < target else (low, mid)
+    return op.grown(params, math.exp(high))
 
 
 def crossover(hw: Hardware, compare: Hardware | None, rows: list[dict[str, Any]]) -> Crossover:

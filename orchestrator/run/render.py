@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.results.status import JobStatus
+from orchestrator.run.events import JobDone, Planned, RunEvent, Warned
 from orchestrator.run.runner import RunReport
 from orchestrator.units import seconds
 
@@ -42,19 +43,19 @@ class Progress:
         if self.bar is not None:
             self.bar.__exit__(*exc)
 
-    def event(self, kind: str, details: dict[str, Any]) -> None:
-        if kind == "warning":  # on a terminal or not
-            self.console.print(Text(f"warning: {details['message']}"))
+    def event(self, event: RunEvent) -> None:
+        if isinstance(event, Warned):  # on a terminal or not
+            self.console.print(Text(f"warning: {event.message}"))
             return
         if self.bar is None:
             return
-        if kind == "planned":
-            self.total = details["jobs"]
-            self.task = self.bar.add_task(details["run_id"], total=max(details["busy_s"], 1e-9), jobs=f"0/{self.total}")
-        elif kind == "job" and self.task is not None:
+        if isinstance(event, Planned):
+            self.total = event.jobs
+            self.task = self.bar.add_task(event.run_id, total=max(event.busy_s, 1e-9), jobs=f"0/{self.total}")
+        elif isinstance(event, JobDone) and self.task is not None:
             self.done += 1
-            self.bar.update(self.task, advance=details["busy_s"], jobs=f"{self.done}/{self.total}",
-                            description=Text(f"{details['name']} {details['status']}").plain)
+            self.bar.update(self.task, advance=event.busy_s, jobs=f"{self.done}/{self.total}",
+                            description=Text(f"{event.name} {event.status}").plain)
 
 
 def print_table(report: RunReport, console: Console) -> None:

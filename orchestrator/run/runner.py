@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,14 +26,11 @@ from orchestrator.results.status import JobStatus, RunStatus
 from orchestrator.results.store import ResultStore, new_run_id
 from orchestrator.run import groups
 from orchestrator.run.activity import MachineActivity
+from orchestrator.run.events import Event, JobDone, Planned, Submitting, Warned
 from orchestrator.run.capacity import fit_to_capacity, gang, refuse_impossible
 from orchestrator.run.records import contract_job, fields_of, record_histories, resumable, versions
 from orchestrator.units import utc_now
 from orchestrator.workload.model import Workload
-
-# ("warning" | "planned" | "submitting" | "job", details): what a progress display shows
-Event = Callable[[str, dict[str, Any]], None]
-
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -62,7 +58,7 @@ class RunReport:
     profile: str
     jobs: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)  # about the cluster link, emitted as "warning" events
+    warnings: list[str] = field(default_factory=list)  # about the cluster link and the machine, emitted as Warned events
     noise: dict[str, dict[str, float]] = field(default_factory=dict)  # the sentinel's spread, per device kind
     planned_makespan_s: float | None = None  # the plan's: when the last job should finish
     elapsed_s: float | None = None  # measured: from the first submission to the last result
@@ -85,7 +81,7 @@ def run_workload(workload: Workload, hw: Hardware, options: RunOptions = RunOpti
         try:
             with MachineActivity(run_id) as activity:
                 session = Session(workload, hw, options, store, run_id, activity,
-                                  on_event or (lambda kind, details: None))
+                                  on_event or (lambda event: None))
                 return session.run()
         finally:
             lock.release()
@@ -147,11 +143,11 @@ class Session:
                               Capacity(1, self.cores, local_gpu_count(), hosts={"127.0.0.1": ["embedded"]}))
         self.warnings = self.engine.link_warnings()
         for warning in self.warnings:  # said before connecting
-            self.emit("warning", {"message": warning})
+            self.emit(Warned(warning))
         capacity = self.engine.start(cores=self.cores, gpus=local_gpu_count() if local else 0)
         refuse_impossible(self.options.forced, capacity)
         for warning in capacity.notes:  # said now, before anything runs
-            self.emit("warning", {"message": warning})
+            self.emit(Warned(warning))
         self.warnings += capacity.notes
         self.threads = capacity.cores_per_worker if self.options.address else self.cores
         return capacity
@@ -171,14 +167,14 @@ class Session:
         else:
             store.reopen_run(run_id)
         self.started = True
-        self.emit("planned", {"run_id": run_id, "jobs": len(plan.jobs), "notes": self.report.notes,
-                              "busy_s": sum(busy_s(jp.job, jp.chosen) for jp in plan.jobs if jp.chosen)})
+        self.emit(Planned(run_id, len(plan.jobs), sum(busy_s(jp.job, jp.chosen) for jp in plan.jobs if jp.chosen),
+                          self.report.notes))
         for position, jp in enumerate(plan.jobs):
             if self.previous.get(jp.job.name, {}).get("status") == JobStatus.OK:
                 continue
             if jp.chosen is None:
                 store.record_job(run_id, jp.job.name, status=JobStatus.SKIPPED, error=jp.reason, finished=utc_now())
-                self.emit("job", {"name": jp.job.name, "status": JobStatus.SKIPPED, "busy_s": 0.0})
+                self.emit(JobDone(jp.job.name, JobStatus.SKIPPED, 0.0))
                 continue
             self.by_key[f"orch-{''.join(c for c in jp.job.op if c.isalpha())}-{run_id}-{position}"] = jp
         if self.options.resume:
@@ -191,7 +187,7 @@ class Session:
     def dispatch(self, plan: Plan, capacity: Capacity) -> None:
         """Gangs (jobs on several workers) one at a time, then the rest at once (tiny ones
         grouped), each batch of results committed as it arrives."""
-        self.emit("submitting", {"run_id": self.run_id})
+        self.emit(Submitting(self.run_id))
         self._disturbed(list(self.activity.seen.values()))
         submitted = time.monotonic()
         gangs = {key: jp for key, jp in self.by_key.items() if gang(jp.chosen.placement, capacity)}
@@ -231,15 +227,15 @@ class Session:
         self.store.record_jobs(self.run_id, updates)  # durable before anything is reported
         for outcome in batch:
             jp = self.by_key[outcome.key]
-            self.emit("job", {"name": jp.job.name, "status": JobStatus.OK if outcome.result else JobStatus.FAILED,
-                              "busy_s": busy_s(jp.job, jp.chosen)})
+            self.emit(JobDone(jp.job.name, JobStatus.OK if outcome.result else JobStatus.FAILED,
+                              busy_s(jp.job, jp.chosen)))
 
     def _disturbed(self, others: list[str]) -> None:
         for other in others:
             message = (f"another orch run is active on this machine ({other}): the two measure each other, "
                        "so this run is not learnt from")
             self.report.warnings.append(message)
-            self.emit("warning", {"message": message})
+            self.emit(Warned(message))
 
     def _learn(self) -> None:
         """Feed this run to the profile's calibration (`orch calibrate` does the same on demand)."""

@@ -65,8 +65,9 @@ class JobBase(JobCommon):
             reason = op.where_not(Placement.parse(self.placement).kind)
             if reason:
                 raise ValueError(f"placement: {op.name} cannot run on {self.placement}: {reason}")
-        if op.name == "lstsq" and getattr(self, "m") < getattr(self, "n"):
-            raise ValueError(f"m: lstsq needs m >= n (got m={getattr(self, 'm')}, n={getattr(self, 'n')})")
+        problem = op.invalid({name: getattr(self, name) for name in op.params})
+        if problem:
+            raise ValueError(problem)
         return self
 
 
