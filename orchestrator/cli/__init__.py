@@ -3,6 +3,7 @@ the contract (0 ok, 1 job failed, 2 bad input, 3 environment), tracebacks only w
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -12,8 +13,8 @@ import typer
 from rich.text import Text
 
 from orchestrator.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, OrchError
-from orchestrator.cli import commands, common, profile  # noqa: F401 - importing them registers the commands
-from orchestrator.cli.common import app, stderr
+from orchestrator.cli import commands, profile  # noqa: F401 - importing them registers the commands
+from orchestrator.cli.common import app, log, stderr
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -33,8 +34,13 @@ def _error(message: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: `--debug` anywhere on the line turns tracebacks on."""
     args = list(sys.argv[1:] if argv is None else argv)
-    common.DEBUG = "--debug" in args
+    debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
+    if debug:  # what orch logs (logging.getLogger("orch")) goes to standard error
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("debug: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
     # CUDA numbers GPUs fastest first unless told otherwise; NVML, and so the profile, by PCI
     # bus. Set before anything initialises CUDA, here and (inherited) in embedded workers.
     os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value here
             sys.exit(code)
     except OrchError as exc:
-        if common.DEBUG:
+        if debug:
             stderr.print_exception()
         fix = f" (to fix: {exc.fix})" if exc.fix else ""
         _error(f"{exc.message}{fix}")
@@ -60,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         # typer ≥ 0.20 vendors click, so its exceptions are not click's.
         if type(exc).__name__ == "NoArgsIsHelpError":
             sys.exit(0)
-        if common.DEBUG:
+        if debug:
             stderr.print_exception()
         message = exc.format_message().replace("Value error, ", "")
         _error(message)
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         _error("interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        if common.DEBUG:
+        if debug:
             stderr.print_exception()
         _error(f"internal error: {type(exc).__name__}: {exc} (--debug shows the traceback)")
         sys.exit(EXIT_ENVIRONMENT)  # 1 is reserved for failed jobs

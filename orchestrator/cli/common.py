@@ -4,6 +4,7 @@ helpers. Strings from users and files are printed as text."""
 from __future__ import annotations
 
 import enum
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +23,7 @@ app.add_typer(profile_app, name="profile")
 # it, "d[seed=99]" lost its suffix), no emoji codes, no highlighting.
 stdout = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
 stderr = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
-DEBUG = False
+log = logging.getLogger("orch")  # shown with --debug
 
 
 class Format(str, enum.Enum):

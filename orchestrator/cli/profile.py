@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli import common
-from orchestrator.cli.common import Format, FormatOption, _file_to_write, _print_data, _print_profile, profile_app, stderr, stdout
+from orchestrator.cli.common import (Format, FormatOption, _file_to_write, _print_data, _print_profile, log, profile_app,
+                                     stderr, stdout)
 
 
 def measure_profile(quick: bool):
@@ -52,8 +52,8 @@ def profile(
         _file_to_write(output, "--output", (".yaml", ".yml"))  # before 20 s of measuring, not after
     result = measure_profile(quick)
     path = store.save(result, output)
-    if common.DEBUG and result.system.gpu_discovery_note:
-        stderr.print(f"gpus: {result.system.gpu_discovery_note}")
+    if result.system.gpu_discovery_note:
+        log.debug("gpus: %s", result.system.gpu_discovery_note)
     stderr.print(f"saved {path}")
     _print_profile(result, fmt)
 
