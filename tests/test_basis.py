@@ -82,10 +82,13 @@ def test_fit_fades_to_the_model_outside_its_sizes_and_never_falls_with_more_work
 def test_history_drops_outliers_and_needs_three_executions():
     from orchestrator.cost.history import history_from
 
-    row = {"status": "ok", "op": "dot", "placement": "cpu", "dtype": "float32", "data": "host", "params": {"n": 8}}
-    found = history_from([{**row, "measured_s": 1.0, "times_s": [1.0, 1.02, 0.98, 1.01, 9.0]},
-                          {**row, "params": {"n": 9}, "measured_s": 1.0, "times_s": [1.0, 1.1]},
-                          {**row, "params": {"n": 10}, "measured_s": 1.0, "times_s": [1.0, 1.05, 2.0]}])
+    from orchestrator.results.rows import JobRow
+
+    def row(n: int, times: list[float]) -> JobRow:
+        return JobRow("r", f"d{n}", "dot", {"n": n}, "ok", placement="cpu", dtype="float32", data="host",
+                      measured_s=1.0, times_s=times)
+
+    found = history_from([row(8, [1.0, 1.02, 0.98, 1.01, 9.0]), row(9, [1.0, 1.1]), row(10, [1.0, 1.05, 2.0])])
     by_n = {m.params["n"]: m for m in found}
     assert set(by_n) == {8, 10}  # n=9: two executions are not enough
     assert by_n[8].centre_s == pytest.approx(1.005) and by_n[8].samples == 4 and by_n[8].dropped == 1

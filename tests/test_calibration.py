@@ -149,12 +149,12 @@ def test_learning_keeps_the_newest_measurements_of_each_distinct_job():
     finally:
         store.close()
     assert runs == 4  # the --no-learn run is left out
-    by_size: dict[int, list[dict]] = {}
+    by_size: dict[int, list] = {}
     for row in rows:
-        by_size.setdefault(row["params"]["n"], []).append(row)
+        by_size.setdefault(row.params["n"], []).append(row)
     assert sorted(by_size) == [1000, 2000] and all(len(found) == 4 for found in by_size.values())
     for found in by_size.values():  # the newest four of twelve (runs 2 and 3), oldest first
-        assert [row["measured_s"] for row in found] == pytest.approx([3e-5] * 1 + [4e-5] * 3)
+        assert [row.measured_s for row in found] == pytest.approx([3e-5] * 1 + [4e-5] * 3)
 
 
 def _shaped(factors: list[float], noise: float = 0.02, seed: int = 0) -> list[Sample]:

@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.backends.base import Outcome, failed_group
 from orchestrator.execute.task import JobResult
+from orchestrator.results.rows import JobRow
 from orchestrator.run import groups
 from tests.cli import orch
 
@@ -29,12 +30,12 @@ def _dots(folder: Path, name: str, count: int, extra: str = "") -> Path:
     return path
 
 
-def _rows(run_id: str) -> dict[str, dict]:
+def _rows(run_id: str) -> dict[str, JobRow]:
     from orchestrator.results.store import ResultStore
 
     store = ResultStore()
     try:
-        return {row["name"]: row for row in store.jobs(run_id)}
+        return {row.name: row for row in store.jobs(run_id)}
     finally:
         store.close()
 
@@ -82,11 +83,11 @@ def test_tiny_jobs_ride_in_groups_and_a_failing_one_fails_alone():
     assert jobs["d[seed=31]"]["status"] == "failed" and jobs["d[seed=31]"]["attempts"] == 1
     assert sum(job["status"] == "ok" for job in report["jobs"]) == 58
     rows = _rows(report["run_id"])
-    grouped = Counter(row["detail"].get("group") for row in rows.values() if row["status"] == "ok")
+    grouped = Counter(row.detail.get("group") for row in rows.values() if row.status == "ok")
     assert None not in grouped and 1 < len(grouped) < 10, grouped  # a few tasks, not 60
     # the failed job's neighbours in its group ran after it, in the same task
-    group_of_7 = rows["d[seed=8]"]["detail"]["group"]
-    assert rows["d[seed=6]"]["detail"]["group"] == group_of_7 or rows["d[seed=9]"]["detail"]["group"] == group_of_7
+    group_of_7 = rows["d[seed=8]"].detail["group"]
+    assert rows["d[seed=6]"].detail["group"] == group_of_7 or rows["d[seed=9]"].detail["group"] == group_of_7
 
 
 @pytest.mark.parametrize("backend", ["dask", "ray"])
@@ -102,22 +103,22 @@ def test_a_worker_dying_in_a_group_reruns_only_its_unfinished_jobs(backend, tmp_
     assert [job["status"] for job in report["jobs"]] == ["ok"] * 40
     rows = _rows(report["run_id"])
     crashed = rows["d[seed=12]"]
-    group = crashed["detail"]["group"]
-    members = [f"d[seed={i}]" for i in range(40) if rows[f"d[seed={i}]"]["detail"]["group"] == group]
+    group = crashed.detail["group"]
+    members = [f"d[seed={i}]" for i in range(40) if rows[f"d[seed={i}]"].detail["group"] == group]
     assert crashed["attempts"] == 2, crashed
-    (lost,) = crashed["detail"]["failures"]
+    (lost,) = crashed.detail["failures"]
     assert lost["error_type"] == "WorkerDied"
     if backend == "dask":
         assert "killed by signal 9 (SIGKILL)" in lost["error"], lost
     before = [name for name in members if int(name[7:-1]) < 12]
     after = [name for name in members if int(name[7:-1]) > 12]
     assert before, "the crash should land mid-group"
-    dead_pid = rows[before[0]]["detail"]["pid"]
+    dead_pid = rows[before[0]].detail["pid"]
     for name in before:  # finished before the death: kept as they were, never run again
-        assert rows[name]["attempts"] == 1 and rows[name]["detail"]["pid"] == dead_pid
+        assert rows[name].attempts == 1 and rows[name].detail["pid"] == dead_pid
     for name in after + ["d[seed=12]"]:
-        assert rows[name]["attempts"] == 1 or name == "d[seed=12]"
-        assert rows[name]["detail"]["pid"] != dead_pid
+        assert rows[name].attempts == 1 or name == "d[seed=12]"
+        assert rows[name].detail["pid"] != dead_pid
 
 
 def test_orch_killed_mid_run_resumes_without_rerunning_grouped_jobs(measured_profile, tmp_path):
@@ -144,7 +145,7 @@ def test_orch_killed_mid_run_resumes_without_rerunning_grouped_jobs(measured_pro
     run.kill()
     run.wait(timeout=30)
     psutil.wait_procs(children, timeout=60)
-    before = {name: row for name, row in _rows(state.run_id).items() if row["status"] == "ok"}
+    before = {name: row for name, row in _rows(state.run_id).items() if row.status == "ok"}
     assert 300 <= len(before) < 3000
     result = orch("run", str(workload), "--profile", str(measured_profile), "--resume", state.run_id,
                   "--format", "json", timeout=300)
@@ -152,7 +153,7 @@ def test_orch_killed_mid_run_resumes_without_rerunning_grouped_jobs(measured_pro
     jobs = {job["name"]: job for job in json.loads(result.stdout)["jobs"]}
     assert len(jobs) == 3000 and all(job["status"] == "ok" for job in jobs.values())
     for name, row in before.items():
-        assert jobs[name]["times_s"] == row["times_s"] and jobs[name]["attempts"] == 1
+        assert jobs[name]["times_s"] == row.times_s and jobs[name]["attempts"] == 1
     runs = json.loads(orch("runs", "--format", "json").stdout)
     assert (runs[0]["done"], runs[0]["total"], runs[0]["status"]) == (3000, 3000, "done")
 
@@ -201,5 +202,5 @@ def test_an_existing_scheduler_keeps_no_group_journals(tmp_path):
                 lambda dask_scheduler: [t for t in dask_scheduler._broker._topics if t.startswith("orch-group/")])
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert all(row["detail"]["group"] for row in _rows(report["run_id"]).values())
+    assert all(row.detail["group"] for row in _rows(report["run_id"]).values())
     assert left == []

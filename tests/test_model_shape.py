@@ -19,6 +19,7 @@ from orchestrator.cost.model import candidates, combine, predict
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
 from orchestrator.profile.model import OpBenchmark
+from orchestrator.results.rows import JobRow
 from orchestrator.workload.model import Job
 from tests.cli import orch
 
@@ -135,11 +136,10 @@ def test_calibration_learnt_at_some_sizes_predicts_other_sizes():
                         [{"samples": s, "features": 32, "clusters": 16, "iterations": 5} for s in (40_000, 160_000, 640_000)])}
     truth = 1.8
 
-    def row(op: str, params: dict) -> dict:
+    def row(op: str, params: dict) -> JobRow:
         job = Job("j", op, params)
         measured = truth * predict(job, candidates(hw)[0], hw).predicted_s
-        return {"status": "ok", "measured_s": measured, "placement": "cpu", "name": "j", "op": op, "params": params,
-                "dtype": "float32", "data": "host"}
+        return JobRow("r", "j", op, params, "ok", placement="cpu", dtype="float32", data="host", measured_s=measured)
 
     rows = [row(op, p) for op, (train, _) in sizes.items() for p in train]
     learnt = dataclasses.replace(hw, calibration=fit("h200-vm", samples_from(rows, hw), runs=1, fitted="now"))

@@ -17,6 +17,7 @@ from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
 from orchestrator.profile.model import Sentinel
 from orchestrator.results.noise import noise_of
+from orchestrator.results.rows import JobRow
 from orchestrator.workload.model import AutoRepeats
 from tests.cli import orch
 
@@ -67,11 +68,10 @@ def test_a_probe_is_a_gemm_and_a_copy_reused_for_five_seconds():
     assert sentinel.latest(torch.device("cpu"), force=True) is not first
 
 
-def _row(measured: float, probe: float, **extra) -> dict:
-    return {"status": "ok", "op": "matmul", "placement": "cpu", "dtype": "float32", "data": "host",
-            "params": {"m": 512, "n": 512, "k": 512}, "name": "m", "measured_s": measured,
-            "times_s": [measured] * 3, "detail": {"sentinel": [{"device": "cpu", "gemm_s": probe,
-                                                                "copy_s": probe, "at": probe}]}, **extra}
+def _row(measured: float, probe: float) -> JobRow:
+    return JobRow("r", "m", "matmul", {"m": 512, "n": 512, "k": 512}, "ok", placement="cpu", dtype="float32",
+                  data="host", measured_s=measured, times_s=[measured] * 3,
+                  detail={"sentinel": [{"device": "cpu", "gemm_s": probe, "copy_s": probe, "at": probe}]})
 
 
 def test_a_wholly_disturbed_run_is_learnt_at_the_profiles_speed():
@@ -81,7 +81,7 @@ def test_a_wholly_disturbed_run_is_learnt_at_the_profiles_speed():
     cpu = hw.node.cpu.model_copy(update={"sentinel": Sentinel(gemm_s=1e-3, copy_s=1e-3)})
     hw = dataclasses.replace(hw, node=hw.node.model_copy(update={"cpu": cpu}))
     rows = normalised([_row(2e-3, 2e-3), _row(2e-3, 2e-3)], hw)
-    assert [r["measured_s"] for r in rows] == pytest.approx([1e-3, 1e-3])
+    assert [r.measured_s for r in rows] == pytest.approx([1e-3, 1e-3])
 
 
 def test_a_disturbed_run_is_learnt_at_the_usual_speed():
@@ -89,16 +89,16 @@ def test_a_disturbed_run_is_learnt_at_the_usual_speed():
     sentinel ran twice as slow as its usual (the median probe recorded) is learnt as 1.0 ms."""
     hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
     rows = normalised([_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(2e-3, 2e-3)], hw)
-    assert [r["measured_s"] for r in rows] == pytest.approx([1e-3, 1e-3, 1e-3])
+    assert [r.measured_s for r in rows] == pytest.approx([1e-3, 1e-3, 1e-3])
     assert [s.measured_s for s in samples_from(rows, hw)] == pytest.approx([1e-3] * 3)
     assert history_from(rows)[0].centre_s == pytest.approx(1e-3)
     # a probe beyond 3x is not believed further than 3x
     rows = normalised([_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(1e-2, 1e-2)], hw)
-    assert rows[2]["measured_s"] == pytest.approx(1e-2 / 3)
+    assert rows[2].measured_s == pytest.approx(1e-2 / 3)
 
 
 def test_noise_is_the_spread_of_the_distinct_probes():
-    rows = [_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(1e-3, 1.2e-3), {"detail": None}]
+    rows = [_row(1e-3, 1e-3), _row(1e-3, 1e-3), _row(1e-3, 1.2e-3), JobRow("r", "f", "dot", {"n": 8}, "failed")]
     noise = noise_of(rows)
     assert noise["cpu"]["probes"] == 2 and noise["cpu"]["spread"] == pytest.approx(0.2 / 1.1, rel=1e-3)
     assert noise_of([]) == {}

@@ -143,12 +143,12 @@ def test_orch_sigkilled_at_random_points_then_resumed(measured_profile, tmp_path
         _, status, done = _done(run_id)
         assert status == "interrupted", f"kill {attempt}: {status}"
         rows = _rows(run_id)
-        assert done == sum(row["status"] == "ok" for row in rows)
+        assert done == sum(row.status == "ok" for row in rows)
         for row in rows:  # a finished job is never executed again
-            if row["name"] in finished_before:
-                assert row["times_s"] == finished_before[row["name"]] and row["attempts"] == 1
-            elif row["status"] == "ok":
-                finished_before[row["name"]] = row["times_s"]
+            if row.name in finished_before:
+                assert row.times_s == finished_before[row.name] and row.attempts == 1
+            elif row.status == "ok":
+                finished_before[row.name] = row.times_s
         _wait_gone(children)
     result = orch("run", str(workload), "--profile", str(measured_profile), "--resume", run_id, "--format", "json",
                   timeout=300)
@@ -161,7 +161,7 @@ def test_orch_sigkilled_at_random_points_then_resumed(measured_profile, tmp_path
     assert _done(run_id)[1:] == ("done", 20)
 
 
-def _rows(run_id: str) -> list[dict]:
+def _rows(run_id: str) -> list:
     from orchestrator.results.store import ResultStore
 
     store = ResultStore()

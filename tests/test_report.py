@@ -77,9 +77,10 @@ def test_crossover_names_this_machines_own_gpu_before_a_compared_one():
     from orchestrator.plan.hardware import hardware_for
     from orchestrator.profile import store
     from orchestrator.report.build import crossover
+    from orchestrator.results.rows import JobRow
 
-    rows = [{"name": f"mm{n}", "op": "matmul", "params": {"m": n, "n": n, "k": n}, "dtype": "float32",
-             "data": "host", "placement": "gpu", "measured_s": 1e-3} for n in (256, 4096)]
+    rows = [JobRow("r", f"mm{n}", "matmul", {"m": n, "n": n, "k": n}, "ok", dtype="float32", data="host",
+                   placement="gpu", measured_s=1e-3) for n in (256, 4096)]
     l4, h100, cpu = (hardware_for(store.resolve(name)) for name in ("l4", "h100-sxm", "cpu-c7i-8xlarge"))
     on_gpu = crossover(l4, h100, rows).text
     assert "best alternative (gpu)" in on_gpu and "h100-sxm gpu" not in on_gpu, on_gpu

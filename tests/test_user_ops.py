@@ -131,7 +131,7 @@ def test_every_job_runs_checks_and_is_predicted_within_half_at_the_median(env, m
         rows = store.jobs(json.loads(result.stdout)["run_id"])
     finally:
         store.close()
-    assert all(row["detail"]["check"] is not None and row["detail"]["check"] < 1e-3 for row in rows)
+    assert all(row.detail["check"] is not None and row.detail["check"] < 1e-3 for row in rows)
     report = orch("report", "--latest", "--output", str(Path(os.environ["ORCH_HOME"]) / "r.html"), env=env)
     assert report.returncode == 0, report.stderr
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.results.rows import JobRow
 from orchestrator.results.status import JobStatus
 
 MIN_HISTORY_SAMPLES = 3  # timed executions at one size before history answers for it
@@ -38,26 +39,26 @@ def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str
     return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
 
 
-def learnable(row: dict[str, Any]) -> bool:
+def learnable(row: JobRow) -> bool:
     """A recorded job both tiers learn from: ok, measured, placed."""
-    return row["status"] == JobStatus.OK and bool(row["measured_s"]) and bool(row["placement"])
+    return row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)
 
 
-def history_from(rows: list[dict[str, Any]]) -> list[Measured]:
+def history_from(rows: list[JobRow]) -> list[Measured]:
     """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
     timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
     the rest; where at least MIN_HISTORY_SAMPLES remain."""
-    pooled: dict[tuple[str, ...], tuple[dict[str, Any], list[float]]] = {}
+    pooled: dict[tuple[str, ...], tuple[JobRow, list[float]]] = {}
     for row in filter(learnable, rows):
-        dtype, data = row["dtype"] or "float32", row["data"] or "host"
-        key = history_key(row["op"], row["placement"], dtype, data, row["params"])
-        times = [t for t in (row.get("times_s") or [row["measured_s"]]) if t and t > 0]
+        dtype, data = row.dtype or "float32", row.data or "host"
+        key = history_key(row.op, row.placement, dtype, data, row.params)
+        times = [t for t in (row.times_s or [row.measured_s]) if t and t > 0]
         pooled.setdefault(key, (row, []))[1].extend(times)
     found = []
     for (op, placement, dtype, data, _), (row, times) in pooled.items():
         kept, centre, spread = robust_centre(times)
         if len(kept) >= MIN_HISTORY_SAMPLES:
-            found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row["params"],
+            found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row.params,
                                   centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
                                   spread=round(spread, 4)))
     return found

@@ -4,6 +4,7 @@ and the factors, so neither imports the other back."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.results import noise
+from orchestrator.results.rows import JobRow
 from orchestrator.units import utc_now
 from orchestrator.workload.model import Job
 
@@ -23,7 +25,7 @@ from orchestrator.workload.model import Job
 SPEED_LIMITS = (1 / 3, 3.0)  # a probe further off than this is not believed
 
 
-def nominal_speeds(rows: list[dict[str, Any]], hw: Hardware) -> dict[str, tuple[float, float]]:
+def nominal_speeds(rows: list[JobRow], hw: Hardware) -> dict[str, tuple[float, float]]:
     """Device kind -> (GEMM s, copy s) that recorded times are normalised to: the profile's own
     probe (so one wholly disturbed run is caught), else the median of the probes recorded with
     these rows (reference profiles have none)."""
@@ -38,11 +40,11 @@ def nominal_speeds(rows: list[dict[str, Any]], hw: Hardware) -> dict[str, tuple[
     return found
 
 
-def _probes(row: dict[str, Any]) -> list[dict[str, Any]]:
-    return noise.valid((row.get("detail") or {}).get("sentinel"))
+def _probes(row: JobRow) -> list[JobRow]:
+    return noise.valid(row.sentinel)
 
 
-def slowdown(row: dict[str, Any], nominal: dict[str, tuple[float, float]]) -> float:
+def slowdown(row: JobRow, nominal: dict[str, tuple[float, float]]) -> float:
     """How much slower than nominal the device ran this job: the geometric mean of its probes'
     GEMM and copy ratios (1 where it has none), within SPEED_LIMITS."""
     ratios = [math.sqrt(p["gemm_s"] / nominal[p["device"]][0] * p["copy_s"] / nominal[p["device"]][1])
@@ -52,37 +54,37 @@ def slowdown(row: dict[str, Any], nominal: dict[str, tuple[float, float]]) -> fl
     return min(max(statistics.fmean(ratios), SPEED_LIMITS[0]), SPEED_LIMITS[1])
 
 
-def normalised(rows: list[dict[str, Any]], hw: Hardware) -> list[dict[str, Any]]:
+def normalised(rows: list[JobRow], hw: Hardware) -> list[JobRow]:
     """The rows with each time divided by the slowdown its sentinel measured: what it would have
     taken at the profile's speed, so one disturbed run cannot drag what is learnt."""
     nominal = nominal_speeds(rows, hw)
     found = []
     for row in rows:
         factor = slowdown(row, nominal)
-        found.append(row if factor == 1.0 else {
-            **row, "measured_s": row["measured_s"] / factor if row["measured_s"] else row["measured_s"],
-            "times_s": [t / factor for t in row.get("times_s") or []]})
+        found.append(row if factor == 1.0 else dataclasses.replace(
+            row, measured_s=row.measured_s / factor if row.measured_s else row.measured_s,
+            times_s=[t / factor for t in row.times_s or []]))
     return found
 
 
-def samples_from(rows: list[dict[str, Any]], hw: Hardware) -> list[Sample]:
+def samples_from(rows: list[JobRow], hw: Hardware) -> list[Sample]:
     """Recorded ok jobs re-predicted on `hw` without calibration."""
     found = []
     for row in filter(learnable, rows):
         try:
-            op = get_op(row["op"])
+            op = get_op(row.op)
         except (KeyError, ValueError):  # a user op no longer installed here: nothing to learn from it
             continue
-        placement = Placement.parse(row["placement"])
-        job = Job(name=row["name"], op=row["op"], params=row["params"], dtype=row["dtype"] or "float32",
-                  data=row["data"] or "host")
+        placement = Placement.parse(row.placement)
+        job = Job(name=row.name, op=row.op, params=row.params, dtype=row.dtype or "float32",
+                  data=row.data or "host")
         raw = predict(job, placement, hw, calibrated=False)
         if not raw.feasible:
             continue
         t = raw.terms
-        found.append(Sample(op=row["op"], device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
+        found.append(Sample(op=row.op, device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
                             work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
-                            measured_s=row["measured_s"], flops=max(op.flops(row["params"]), 1.0),
+                            measured_s=row.measured_s, flops=max(op.flops(row.params), 1.0),
                             dispatch_s=t["dispatch_s"]))
     return found
 

@@ -23,6 +23,7 @@ from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.report.svg import LogChart
 from orchestrator.results.noise import noise_of
+from orchestrator.results.rows import JobRow
 from orchestrator.results.status import JobStatus
 from orchestrator.units import seconds, si
 from orchestrator.workload.model import Job
@@ -43,8 +44,9 @@ class Crossover:
 class Report:
     run: dict[str, Any]
     hw: Hardware
-    jobs: list[dict[str, Any]]
+    jobs: list[JobRow]
     wall_s: float | None
+    costs: list[tuple[float | None, float | None]] = field(default_factory=list)  # (USD, J) per job
     inventory: list[tuple[str, str]] = field(default_factory=list)
     charts: list[tuple[str, str]] = field(default_factory=list)   # (heading, svg)
     crossovers: list[Crossover] = field(default_factory=list)
@@ -52,27 +54,25 @@ class Report:
     noise: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _job(row: dict[str, Any], params: dict[str, Any] | None = None) -> Job:
-    return Job(name=row["name"], op=row["op"], params=params or row["params"], dtype=row["dtype"] or "float32",
-               data=row["data"] or "host")
+def _job(row: JobRow, params: dict[str, Any] | None = None) -> Job:
+    return Job(name=row.name, op=row.op, params=params or row.params, dtype=row.dtype or "float32",
+               data=row.data or "host")
 
 
-def build(run: dict[str, Any], jobs: list[dict[str, Any]], hw: Hardware, compare: Hardware | None = None) -> Report:
+def build(run: dict[str, Any], jobs: list[JobRow], hw: Hardware, compare: Hardware | None = None) -> Report:
     wall = None
     if run.get("finished"):
         wall = (_time(run["finished"]) - _time(run["started"])).total_seconds()
-    for row in jobs:
-        row["cost_usd"], row["energy_j"] = _cost_energy(row, hw)
-    report = Report(run, hw, jobs, wall)
+    report = Report(run, hw, jobs, wall, costs=[_cost_energy(row, hw) for row in jobs])
     report.inventory = inventory(hw)
-    ok = [row for row in jobs if row["status"] == JobStatus.OK and row["measured_s"] and row["placement"]]
-    for kind in sorted({Placement.parse(row["placement"]).device for row in ok}):
-        report.charts.append((f"Roofline: {kind}", roofline(hw, kind, [r for r in ok if r["placement"].startswith(kind)])))
-    for op in dict.fromkeys(row["op"] for row in ok):
-        report.crossovers.append(crossover(hw, compare, [r for r in ok if r["op"] == op]))
+    ok = [row for row in jobs if row.status == JobStatus.OK and row.measured_s and row.placement]
+    for kind in sorted({Placement.parse(row.placement).device for row in ok}):
+        report.charts.append((f"Roofline: {kind}", roofline(hw, kind, [r for r in ok if r.placement.startswith(kind)])))
+    for op in dict.fromkeys(row.op for row in ok):
+        report.crossovers.append(crossover(hw, compare, [r for r in ok if r.op == op]))
     report.charts.append(("Predicted against measured", predicted_vs_measured(ok)))
     report.noise = noise_of(jobs, run.get("probes"))
-    errors = sorted(abs(r["predicted_s"] - r["measured_s"]) / r["measured_s"] for r in ok if r["predicted_s"])
+    errors = sorted(abs(r.predicted_s - r.measured_s) / r.measured_s for r in ok if r.predicted_s)
     if errors:
         report.accuracy = {"jobs": len(errors), "median": errors[len(errors) // 2],
                            "p90": errors[min(len(errors) - 1, math.ceil(0.9 * len(errors)) - 1)],
@@ -84,15 +84,15 @@ def _time(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _cost_energy(row: dict[str, Any], hw: Hardware) -> tuple[float | None, float | None]:
-    if not row["measured_s"] or not row["placement"]:
+def _cost_energy(row: JobRow, hw: Hardware) -> tuple[float | None, float | None]:
+    if not row.measured_s or not row.placement:
         return None, None
-    placement = Placement.parse(row["placement"])
+    placement = Placement.parse(row.placement)
     if placement.device == "gpu" and not hw.gpus:
         return None, None
     price = hw.node.price_usd_per_hour
-    cost = row["measured_s"] / 3600 * price * placement.nodes if price else None
-    return cost, row["measured_s"] * _power_w(hw, placement)
+    cost = row.measured_s / 3600 * price * placement.nodes if price else None
+    return cost, row.measured_s * _power_w(hw, placement)
 
 
 def inventory(hw: Hardware) -> list[tuple[str, str]]:
@@ -123,7 +123,7 @@ def _peaks(device: Any) -> dict[str, float]:
     return found
 
 
-def roofline(hw: Hardware, kind: str, rows: list[dict[str, Any]]) -> str:
+def roofline(hw: Hardware, kind: str, rows: list[JobRow]) -> str:
     device = hw.gpus[0] if kind == "gpu" and hw.gpus else hw.node.cpu
     chart = LogChart(f"Roofline, {kind} ({getattr(device, 'name', None) or getattr(device, 'model', kind)})",
                      "arithmetic intensity (FLOP per byte moved)", "achieved FLOP/s")
@@ -133,11 +133,11 @@ def roofline(hw: Hardware, kind: str, rows: list[dict[str, Any]]) -> str:
         chart.line(f"{dtype} ceiling", [(i, min(peak, bandwidth * i)) for i in intensities])
     points, names = [], []
     for row in rows:
-        op = get_op(row["op"])
-        flops = op.flops(row["params"])
-        moved = op.traffic_bytes(row["params"], ITEMSIZE[row["dtype"] or "float32"])
-        points.append((flops / moved if moved else 0.0, flops / row["measured_s"]))
-        names.append(f"{row['name']}: {si(flops / row['measured_s'], 'FLOP/s')}")
+        op = get_op(row.op)
+        flops = op.flops(row.params)
+        moved = op.traffic_bytes(row.params, ITEMSIZE[row.dtype or "float32"])
+        points.append((flops / moved if moved else 0.0, flops / row.measured_s))
+        names.append(f"{row.name}: {si(flops / row.measured_s, 'FLOP/s')}")
     chart.scatter("jobs (measured)", points, names)
     return chart.render()
 
@@ -156,9 +156,9 @@ def _scaled(params: dict[str, Any], op_name: str, scale: float) -> dict[str, Any
     return op.grown(params, math.exp(high))
 
 
-def crossover(hw: Hardware, compare: Hardware | None, rows: list[dict[str, Any]]) -> Crossover:
-    op = rows[0]["op"]
-    works = [get_op(op).flops(r["params"]) or 1.0 for r in rows]
+def crossover(hw: Hardware, compare: Hardware | None, rows: list[JobRow]) -> Crossover:
+    op = rows[0].op
+    works = [get_op(op).flops(r.params) or 1.0 for r in rows]
     base = rows[works.index(max(works))]
     low = min(works) / REACH / max(works)
     scales = [low * (REACH / low) ** (k / (STEPS - 1)) for k in range(STEPS)]
@@ -170,17 +170,17 @@ def crossover(hw: Hardware, compare: Hardware | None, rows: list[dict[str, Any]]
                 continue  # the other profile's GPUs against this hardware's CPU
             label = f"{prefix}{placement}"
             for scale in scales:
-                params = _scaled(base["params"], op, scale)
+                params = _scaled(base.params, op, scale)
                 pred = predict(_job(base, params), placement, source)
                 if pred.feasible:
                     lines.setdefault(label, []).append((get_op(op).flops(params), pred.predicted_s))
-    chart = LogChart(f"{op}: predicted time against work ({base['dtype']}, data on {base['data']})",
+    chart = LogChart(f"{op}: predicted time against work ({base.dtype}, data on {base.data})",
                      "work (FLOP)", "seconds")
     for label, points in lines.items():
         dashed = compare is not None and label.startswith(f"{compare.name} ")
         chart.line(label, points, dash="6 3" if dashed else None)
-    chart.scatter("measured", [(get_op(op).flops(r["params"]), r["measured_s"]) for r in rows],
-                  [f"{r['name']} on {r['placement']}: {seconds(r['measured_s'])}" for r in rows])
+    chart.scatter("measured", [(get_op(op).flops(r.params), r.measured_s) for r in rows],
+                  [f"{r.name} on {r.placement}: {seconds(r.measured_s)}" for r in rows])
     text = _crossover_text(op, lines, chart, f"{compare.name} " if compare is not None else None)
     return Crossover(op, text, chart.render())
 
@@ -216,16 +216,16 @@ def _crossover_text(op: str, lines: dict[str, list[tuple[float, float]]], chart:
     return start + end + f"; the crossover is at about {si(crossing[0], 'FLOP')}."
 
 
-def predicted_vs_measured(rows: list[dict[str, Any]]) -> str:
+def predicted_vs_measured(rows: list[JobRow]) -> str:
     chart = LogChart("Predicted against measured (band: +-25%)", "measured seconds", "predicted seconds")
-    values = [r["measured_s"] for r in rows] + [r["predicted_s"] for r in rows if r["predicted_s"]]
+    values = [r.measured_s for r in rows] + [r.predicted_s for r in rows if r.predicted_s]
     if values:
         low, high = min(values) / 1.5, max(values) * 1.5
         span = [low * (high / low) ** (k / 20) for k in range(21)]
         chart.band(f"+-{BAND:.0%}", [(x, x * (1 - BAND)) for x in span], [(x, x * (1 + BAND)) for x in span])
         chart.line("predicted = measured", [(x, x) for x in span], dash="4 3")
-    chart.scatter("jobs", [(r["measured_s"], r["predicted_s"] or 0.0) for r in rows],
-                  [f"{r['name']}: predicted {seconds(r['predicted_s'])}, measured {seconds(r['measured_s'])}" for r in rows])
+    chart.scatter("jobs", [(r.measured_s, r.predicted_s or 0.0) for r in rows],
+                  [f"{r.name}: predicted {seconds(r.predicted_s)}, measured {seconds(r.measured_s)}" for r in rows])
     return chart.render()
 
 
@@ -250,12 +250,11 @@ def _energy(value: float | None) -> str:
 
 def _table_rows(report: Report) -> list[list[str]]:
     out = []
-    for r in report.jobs:
-        error = (f"{(r['predicted_s'] - r['measured_s']) / r['measured_s']:+.0%}"
-                 if r["predicted_s"] and r["measured_s"] else "-")
-        out.append([r["name"], r["op"], r["placement"] or "-", seconds(r["predicted_s"]), seconds(r["measured_s"]),
-                    error, r["status"], str(r["attempts"]), _money(r["cost_usd"]), _energy(r["energy_j"]),
-                    ", ".join(r["workers"] or [])])
+    for r, (cost_usd, energy_j) in zip(report.jobs, report.costs, strict=True):
+        error = f"{(r.predicted_s - r.measured_s) / r.measured_s:+.0%}" if r.predicted_s and r.measured_s else "-"
+        out.append([r.name, r.op, r.placement or "-", seconds(r.predicted_s), seconds(r.measured_s),
+                    error, r.status, str(r.attempts), _money(cost_usd), _energy(energy_j),
+                    ", ".join(r.workers or [])])
     return out
 
 
@@ -266,7 +265,7 @@ def _summary_lines(report: Report) -> list[str]:
     run = report.run
     lines = [f"run {run['run_id']}: workload {run['workload']} on {run['backend']}, profile {run['profile']}, "
              f"status {run['status']}"]
-    done = sum(r["status"] == JobStatus.OK for r in report.jobs)
+    done = sum(r.status == JobStatus.OK for r in report.jobs)
     lines.append(f"{done}/{len(report.jobs)} jobs ok")
     if run.get("makespan_s") is not None:
         actual = f"{seconds(report.wall_s)} actual wall time" if report.wall_s is not None else "no wall time yet"
@@ -300,12 +299,12 @@ def to_html(report: Report) -> str:
         parts += [f"<h2>{esc(report.charts[-1][0])}</h2>", report.charts[-1][1]]
     parts.append("<h2>Jobs</h2><table><tr>" + "".join(f"<th>{h}</th>" for h in HEADERS) + "</tr>")
     for row, job in zip(_table_rows(report), report.jobs, strict=True):
-        klass = ' class="failed"' if job["status"] != JobStatus.OK else ""
+        klass = ' class="failed"' if job.status != JobStatus.OK else ""
         cells = "".join(f'<td class="num">{esc(c)}</td>' if i in (3, 4, 5, 7, 8, 9) else f"<td>{esc(c)}</td>"
                         for i, c in enumerate(row))
         parts.append(f"<tr{klass}>{cells}</tr>")
-        if job["status"] != JobStatus.OK and job.get("error"):
-            parts.append(f'<tr class="failed"><td></td><td colspan="{len(HEADERS) - 1}">{esc(job["error"])}</td></tr>')
+        if job.status != JobStatus.OK and job.error:
+            parts.append(f'<tr class="failed"><td></td><td colspan="{len(HEADERS) - 1}">{esc(job.error)}</td></tr>')
     parts.append("</table></body></html>")
     return "\n".join(parts)
 

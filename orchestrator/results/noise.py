@@ -1,4 +1,4 @@
-"""A run's own noise: the spread of the sentinel probes its jobs recorded (kernels/sentinel.py)."""
+"""A run's own noise: the spread of the sentinel probes its jobs recorded (execute/sentinel.py)."""
 
 from __future__ import annotations
 
@@ -7,24 +7,26 @@ import math
 import statistics
 from typing import Any
 
+from orchestrator.results.rows import JobRow
+
 
 def valid(probes: Any) -> list[dict[str, Any]]:
     """The well-formed probes among what a row or a run recorded."""
     return [p for p in probes or [] if isinstance(p, dict) and p.get("gemm_s", 0) > 0 and p.get("copy_s", 0) > 0]
 
 
-def probes_of(rows: list[dict[str, Any]], end: list[dict[str, Any]] | str | None = None) -> list[dict[str, Any]]:
+def probes_of(rows: list[JobRow], end: list[dict[str, Any]] | str | None = None) -> list[dict[str, Any]]:
     """Every distinct probe the rows carry (jobs that ran in one probe's window share it), and
     those taken at the run's end (`end`, or the store's JSON of them)."""
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     extra = json.loads(end) if isinstance(end, str) else (end or [])
-    for probes in [*((row.get("detail") or {}).get("sentinel") for row in rows), extra]:
+    for probes in [*(row.sentinel for row in rows), extra]:
         for probe in valid(probes):
             seen.setdefault((probe.get("device"), probe.get("at"), probe["gemm_s"]), probe)
     return list(seen.values())
 
 
-def noise_of(rows: list[dict[str, Any]], end: list[dict[str, Any]] | str | None = None) -> dict[str, dict[str, float]]:
+def noise_of(rows: list[JobRow], end: list[dict[str, Any]] | str | None = None) -> dict[str, dict[str, float]]:
     """Per device kind: how many probes, their median GEMM and copy times, and the spread of the
     machine's speed over the run ((slowest - fastest) / median of sqrt(GEMM x copy))."""
     found: dict[str, dict[str, float]] = {}

@@ -15,12 +15,12 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator import paths
 from orchestrator.errors import EnvironmentUnavailable
+from orchestrator.results.rows import JobRow, RunSummary
 from orchestrator.results.status import JobStatus, RunStatus
 from orchestrator.units import utc_now
 
@@ -110,16 +110,6 @@ LEARN_PER_JOB = 16  # measurements of one distinct job that calibration learns f
 
 def new_run_id() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-@dataclass
-class RunSummary:
-    run_id: str
-    workload: str
-    status: str
-    done: int
-    total: int
-    started: str
 
 
 class ResultStore:
@@ -257,15 +247,15 @@ class ResultStore:
         row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return dict(row) if row else None
 
-    def jobs(self, run_id: str) -> list[dict[str, Any]]:
+    def jobs(self, run_id: str) -> list[JobRow]:
         rows = self._db.execute("SELECT * FROM jobs WHERE run_id = ? ORDER BY position", (run_id,)).fetchall()
-        return [_decoded(row) for row in rows]
+        return [JobRow.from_db(row) for row in rows]
 
-    def job(self, run_id: str, name: str) -> dict[str, Any] | None:
+    def job(self, run_id: str, name: str) -> JobRow | None:
         row = self._db.execute("SELECT * FROM jobs WHERE run_id = ? AND name = ?", (run_id, name)).fetchone()
-        return _decoded(row) if row else None
+        return JobRow.from_db(row) if row else None
 
-    def jobs_for_profile(self, profile: str, per_job: int = LEARN_PER_JOB) -> tuple[list[dict[str, Any]], int]:
+    def jobs_for_profile(self, profile: str, per_job: int = LEARN_PER_JOB) -> tuple[list[JobRow], int]:
         """The jobs of the runs made with `profile` to learn from (not --no-learn), at most the
         newest `per_job` measurements of each distinct job (op, sizes, dtype, data, placement),
         oldest first; and how many runs that is. A sweep run again and again adds no more than
@@ -276,7 +266,7 @@ class ResultStore:
             "FROM jobs j JOIN runs r ON r.run_id = j.run_id WHERE r.profile = ? AND r.learn = 1 AND j.status = 'ok') "
             "WHERE newest <= ? ORDER BY run_started, run_id, position", (profile, per_job)).fetchall()
         runs = self._db.execute("SELECT COUNT(*) FROM runs WHERE profile = ? AND learn = 1", (profile,)).fetchone()[0]
-        return [_decoded(row) for row in rows], runs
+        return [JobRow.from_db(row) for row in rows], runs
 
     def runs(self) -> list[RunSummary]:
         """Newest first. A `running` run whose process is gone is reported `interrupted`."""
@@ -294,13 +284,6 @@ class ResultStore:
     def latest_run_id(self) -> str | None:
         found = self.runs()
         return found[0].run_id if found else None
-
-
-def _decoded(row: sqlite3.Row) -> dict[str, Any]:
-    job = dict(row)
-    for key in ("params", "times_s", "workers", "detail"):
-        job[key] = json.loads(job[key]) if job[key] else None
-    return job
 
 
 class RunLock:

@@ -11,6 +11,7 @@ from orchestrator import __version__
 from orchestrator.backends.base import Backend, Outcome
 from orchestrator.errors import InputError
 from orchestrator.plan.planner import JobPlan
+from orchestrator.results.rows import JobRow
 from orchestrator.results.status import CONTRACT_JOB_STATUSES, JobStatus
 from orchestrator.results.store import ResultStore
 from orchestrator.units import utc_now
@@ -33,25 +34,25 @@ def versions() -> dict[str, str]:
     return found
 
 
-def fields_of(outcome: Outcome, before: dict[str, Any]) -> dict[str, Any]:
-    """A finished job's row, as far as the outcome alone tells; engine re-runs are added once
-    the batch is over (`record_histories`)."""
-    earlier = (before.get("detail") or {}).get("failures", [])
-    attempts = (before.get("attempts") or 0) + max(len(outcome.failures) + (outcome.result is not None), 1)
+def fields_of(outcome: Outcome, before: JobRow | None) -> dict[str, Any]:
+    """A finished job's row, as far as the outcome alone tells (`before`: as a resumed run had
+    it); engine re-runs are added once the batch is over (`record_histories`)."""
+    earlier = before.failures if before else []
+    attempts = (before.attempts if before else 0) + max(len(outcome.failures) + (outcome.result is not None), 1)
     failures = earlier + outcome.failures
     if outcome.result is None:
         return {"status": JobStatus.FAILED, "attempts": attempts, "error": outcome.error, "finished": utc_now(),
                 "detail": {"error_type": outcome.error_type, "failures": failures}}
     result = outcome.result
-    detail = {"check": result.check, "devices": result.devices, "threads": result.threads, "host": result.host,
-              "pid": result.pid, "group": result.group, "sentinel": result.sentinel or None}
+    detail = {"check": result.check, "devices": result.devices, "threads": result.threads, "host": result.host}
+    known = {"pid": result.pid, "group": result.group, "sentinel": result.sentinel}  # a gang's has no pid nor probes
     return {"status": JobStatus.OK, "measured_s": result.measured_s, "times_s": result.times_s, "attempts": attempts,
             "workers": result.workers, "error": None, "finished": utc_now(),
-            "detail": {**{k: v for k, v in detail.items() if v is not None}, "failures": failures}}
+            "detail": {**detail, **{k: v for k, v in known.items() if v}, "failures": failures}}
 
 
 def record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: dict[str, JobPlan],
-                      outcomes: list[Outcome], previous: dict[str, dict[str, Any]]) -> None:
+                      outcomes: list[Outcome], previous: dict[str, JobRow]) -> None:
     """Every attempt the engine made, with why each failed one failed: executions lost with a
     dead worker (and what killed it) come from the engine after the batch."""
     executions, deaths = engine.executions(), engine.deaths()
@@ -72,10 +73,10 @@ def record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: d
         lost = [f for f in history.failures if f["error_type"] == "WorkerDied"]
         if not lost:
             continue  # what was recorded already says it all
-        before = previous.get(name, {})
-        row = store.job(run_id, name) or {}
-        detail = {**(row.get("detail") or {}), "failures": (before.get("detail") or {}).get("failures", []) + history.failures}
-        fields: dict[str, Any] = {"attempts": (before.get("attempts") or 0) + history.attempts, "detail": detail}
+        before = previous.get(name)
+        row = store.job(run_id, name)
+        detail = {**(row.detail if row else {}), "failures": (before.failures if before else []) + history.failures}
+        fields: dict[str, Any] = {"attempts": (before.attempts if before else 0) + history.attempts, "detail": detail}
         if outcome.system:
             fields["error"] = (f"{outcome.error_type}: its worker died on each of {len(lost)} attempts; last "
                                f"{lost[-1]['worker']}: {lost[-1]['error']}")
@@ -84,11 +85,11 @@ def record_histories(store: ResultStore, run_id: str, engine: Backend, by_key: d
         store.record_jobs(run_id, updates)
 
 
-def resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str, dict[str, Any]]:
+def resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str, JobRow]:
     run = store.run(run_id)
     if run is None:
         raise InputError(f"--resume: no run '{run_id}'", fix="`orch runs` lists them")
-    recorded = {job["name"]: job for job in store.jobs(run_id)}
+    recorded = {job.name: job for job in store.jobs(run_id)}
     if run["workload_sha256"] != workload.sha256:
         raise InputError(f"--resume {run_id}: {workload.path} changed since the run started: "
                          f"{what_changed(recorded, workload)} (sha256 {run['workload_sha256'][:12]} then, "
@@ -96,7 +97,7 @@ def resumable(store: ResultStore, run_id: str, workload: Workload) -> dict[str, 
     return recorded
 
 
-def what_changed(recorded: dict[str, dict[str, Any]], workload: Workload) -> str:
+def what_changed(recorded: dict[str, JobRow], workload: Workload) -> str:
     """The jobs added, removed or changed (op, sizes, dtype, data) between the run and the file."""
     now = {job.name: job for job in workload.jobs}
 
@@ -104,8 +105,8 @@ def what_changed(recorded: dict[str, dict[str, Any]], workload: Workload) -> str
         return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
     changed = [name for name, job in now.items() if name in recorded and
-               (job.op, job.params, job.dtype, job.data) != (recorded[name]["op"], recorded[name]["params"],
-                                                             recorded[name]["dtype"], recorded[name]["data"])]
+               (job.op, job.params, job.dtype, job.data) != (recorded[name].op, recorded[name].params,
+                                                             recorded[name].dtype, recorded[name].data)]
     added = [name for name in now if name not in recorded]
     removed = [name for name in recorded if name not in now]
     parts = [f"{label} {listed(names)}" for label, names in (("changed", changed), ("added", added),
@@ -113,11 +114,12 @@ def what_changed(recorded: dict[str, dict[str, Any]], workload: Workload) -> str
     return "; ".join(parts) if parts else "no job differs (comments, formatting or repeats/warm-up/seed?)"
 
 
-def contract_job(row: dict[str, Any]) -> dict[str, Any]:
-    predicted, measured = row["predicted_s"], row["measured_s"]
+def contract_job(row: JobRow) -> dict[str, Any]:
+    """The job as the contract's JSON gives it."""
+    predicted, measured = row.predicted_s, row.measured_s
     error_pct = (predicted - measured) / measured * 100 if predicted and measured else None
-    return {"name": row["name"], "op": row["op"], "placement": row["placement"], "predicted_s": predicted,
-            "measured_s": measured, "status": row["status"] if row["status"] in CONTRACT_JOB_STATUSES else JobStatus.FAILED,
-            "attempts": row["attempts"], "workers": row["workers"] or [], "error": row["error"],
-            "error_pct": error_pct, "times_s": row["times_s"], "dtype": row["dtype"], "data": row["data"],
-            "failures": (row["detail"] or {}).get("failures", [])}
+    return {"name": row.name, "op": row.op, "placement": row.placement, "predicted_s": predicted,
+            "measured_s": measured, "status": row.status if row.status in CONTRACT_JOB_STATUSES else JobStatus.FAILED,
+            "attempts": row.attempts, "workers": row.workers or [], "error": row.error,
+            "error_pct": error_pct, "times_s": row.times_s, "dtype": row.dtype, "data": row.data,
+            "failures": row.failures}

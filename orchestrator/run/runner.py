@@ -170,7 +170,8 @@ class Session:
         self.emit(Planned(run_id, len(plan.jobs), sum(busy_s(jp.job, jp.chosen) for jp in plan.jobs if jp.chosen),
                           self.report.notes))
         for position, jp in enumerate(plan.jobs):
-            if self.previous.get(jp.job.name, {}).get("status") == JobStatus.OK:
+            before = self.previous.get(jp.job.name)
+            if before is not None and before.status == JobStatus.OK:
                 continue
             if jp.chosen is None:
                 store.record_job(run_id, jp.job.name, status=JobStatus.SKIPPED, error=jp.reason, finished=utc_now())
@@ -222,7 +223,7 @@ class Session:
     def _finished(self, batch: list[Outcome]) -> None:
         self._disturbed(self.activity.check())
         self.outcomes.extend(batch)
-        updates = [(self.by_key[o.key].job.name, fields_of(o, self.previous.get(self.by_key[o.key].job.name, {})))
+        updates = [(self.by_key[o.key].job.name, fields_of(o, self.previous.get(self.by_key[o.key].job.name)))
                    for o in batch]
         self.store.record_jobs(self.run_id, updates)  # durable before anything is reported
         for outcome in batch:
