@@ -105,7 +105,7 @@ def test_a_worker_dying_in_a_group_reruns_only_its_unfinished_jobs(backend, tmp_
     crashed = rows["d[seed=12]"]
     group = crashed.detail["group"]
     members = [f"d[seed={i}]" for i in range(40) if rows[f"d[seed={i}]"].detail["group"] == group]
-    assert crashed["attempts"] == 2, crashed
+    assert crashed.attempts == 2, crashed
     (lost,) = crashed.detail["failures"]
     assert lost["error_type"] == "WorkerDied"
     if backend == "dask":
