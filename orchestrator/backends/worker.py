@@ -141,7 +141,7 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def run_on_dask(task: Task, gpus: int) -> dict[str, Any]:
+def run_on_dask(task: Task, gpus: int) -> JobResult:
     from distributed import get_worker
 
     worker = get_worker()
@@ -165,7 +165,7 @@ def _on_ray(gpus: int) -> tuple[str, Callable[[dict[str, Any], list[int] | None]
     return identity, lambda task, _ids: execute(task, list(range(gpus)) or None)
 
 
-def run_on_ray(task: Task, gpus: int, attempt_log: Any) -> dict[str, Any]:
+def run_on_ray(task: Task, gpus: int, attempt_log: Any) -> JobResult:
     identity, run = _on_ray(gpus)
     attempt_log.record.remote(task.key, identity)  # Ray re-runs a task whose worker died
     return run_task(task, 0, identity, run)

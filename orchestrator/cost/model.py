@@ -61,7 +61,7 @@ class Hardware:
         return cls(data["name"], NodeProfile.model_validate(data["node"]), data["nodes"],
                    Network.model_validate(data["network"]) if data.get("network") else None,
                    learned.Calibration.model_validate(data["calibration"]) if data.get("calibration") else None,
-                   tuple(data.get("spread") or ("cpu", "gpu")))
+                   tuple(data.get("spread") or cls.spread))
 
     @functools.cached_property
     def op_scales(self) -> dict[tuple[str, str], list[tuple[float, float]]]:

@@ -40,7 +40,7 @@ def nominal_speeds(rows: list[JobRow], hw: Hardware) -> dict[str, tuple[float, f
     return found
 
 
-def _probes(row: JobRow) -> list[JobRow]:
+def _probes(row: JobRow) -> list[dict[str, Any]]:
     return noise.valid(row.sentinel)
 
 
