@@ -2,18 +2,14 @@
 relative error a check allows by dtype, and PyTorch, loaded on first use.
 
 An op's module holds its cost formulas and its kernel side by side. Planning reads only the
-formulas, so `torch` here is imported lazily (the standard library's `importlib.util.LazyLoader`
-recipe): `orch plan` starts without paying PyTorch's import (1.5 s here), and the first kernel
-that touches `torch.` on a worker loads it. A module that imports torch itself (the harness, a
-user's op) loads it there and then.
+formulas, so `torch` here is imported on first use (`_Torch`): `orch plan` starts without
+paying PyTorch's import (1.5 s here), and the first kernel that touches `torch.` on a worker
+loads it. A module that imports torch itself (the harness, a user's op) loads it there and then.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from types import ModuleType
 from typing import Any
 
 # Relative error allowed by the checks, by dtype (half precisions keep ~3 significant digits).
@@ -23,22 +19,22 @@ FLOAT16_MAX = 65504.0  # the largest finite float16 (IEEE 754 binary16)
 Tensors = dict[str, Any]
 
 
-def _lazy(name: str) -> ModuleType:
-    """`name` as a module that is imported when one of its attributes is first read."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"orch needs {name}: pip install {name}")
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+class _Torch:
+    """PyTorch, imported on first use. The import is the ordinary one (the interpreter's import
+    lock makes it safe from any thread); each attribute is then kept on this object, so later
+    reads are plain attribute reads. (The standard library's LazyLoader is not thread-safe
+    before Python 3.12: two threads of one orch process executed torch twice, and its C
+    extension aborted the process.)"""
+
+    def __getattr__(self, name: str) -> Any:
+        import torch as real
+
+        value = getattr(real, name)
+        setattr(self, name, value)
+        return value
 
 
-torch = _lazy("torch")
+torch: Any = _Torch()
 
 
 class KernelCheckError(AssertionError):
