@@ -123,7 +123,7 @@ def rank_main(task: Task, rank: int, world: int, init_method: str) -> dict[str, 
             result, seconds = once()
             return result, comm.agree(seconds)  # rank 0's: every rank warms, repeats and stops alike
 
-        result, times = timed(None, task.warmup, task.repeats, warm_until_warm=device.type == "cuda",
+        result, times = timed(None, task.warmup, task.repeats, warm_until_warm=task.warmup > 0 or device.type == "cuda",
                               clock=agreed)
         check = op.check_rank(shard, result, params, task.dtype, comm)
         return {"times_s": times if rank == 0 else [], "check": check, "device": str(device),

@@ -104,16 +104,20 @@ class WorkloadFile(BaseModel):
 class AutoRepeats:
     """`repeats: auto`: time executions until the 95% confidence interval of their median (by
     order statistics, distribution-free) is within +-`precision` of it, at least `least` of them,
-    or until `budget_s` of timed executions is spent, at most `most`. Warm-up first runs the
-    workload's `warmup` count and then goes on, up to `warm_most` more, until two executions in a
-    row agree within `warm_within`: until the caches, the allocator and the clocks are warm."""
+    or until `budget_s` of timed executions is spent, at most `most`. Warm-up (of these and of
+    every job with a warm-up, and every GPU job) first runs the workload's `warmup` count and then
+    goes on, up to `warm_most` more or `warm_budget_s` of them, until `warm_agree` executions in
+    a row agree within `warm_within`: until the caches, the allocator, the pages and the clocks
+    are warm."""
 
     precision: float = 0.05
     least: int = 5
     most: int = 10_000
     budget_s: float = 2.0
     warm_within: float = 0.10
+    warm_agree: int = 3
     warm_most: int = 20
+    warm_budget_s: float = 0.5
 
     def expected(self, predicted_s: float) -> int:
         """Executions a plan counts on for a job predicted at `predicted_s` each: a quiet job
