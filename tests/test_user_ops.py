@@ -81,6 +81,28 @@ def test_flops_are_counted_on_meta_and_bytes_read_from_the_shapes(in_process):
     # a top-k has no FLOPs but compares: its call is seen on meta, with the elements it sorts and its k
     assert topk.selections({"rows": 10, "cols": 100, "k": 8}) == (ops.Selection(1000.0, 8),)
     assert attention.selections(p) == () and norm.selections({"rows": 3, "cols": 10}) == ()
+    # attention's softmax goes over its scores, every query against every key: no FLOPs counted
+    assert attention.softmax_elements(p) == 2 * 8 * 128 * 128 and norm.softmax_elements({"rows": 3, "cols": 10}) == 0
+
+
+def test_softmax_work_is_priced_at_the_profiles_softmax_rate(in_process):
+    """What no FLOP counter sees is still work: attention of 1,024 tokens took 5.0 ms on the
+    development VM where its two products take 3.5; the difference is its softmax."""
+    import dataclasses
+
+    from orchestrator.cost.model import predict
+    from orchestrator.placement import Placement
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.profile import store
+    from orchestrator.workload.model import Job
+
+    hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    assert hw.node.cpu.softmax_s_per_element is None  # a reference profile: no softmax term
+    rated = dataclasses.replace(hw, node=hw.node.model_copy(
+        update={"cpu": hw.node.cpu.model_copy(update={"softmax_s_per_element": 1e-9})}))
+    job = Job(name="att", op=ATTENTION, params={"batch": 1, "heads": 4, "seq": 1024, "head_dim": 64})
+    without, with_softmax = (predict(job, Placement("cpu"), h).terms["compute_s"] for h in (hw, rated))
+    assert with_softmax - without == pytest.approx(4 * 1024 * 1024 * 1e-9)
 
 
 def test_tiny_on_the_cpu_huge_on_the_gpu_never_faster_than_the_hardware(env, tmp_path):
@@ -192,3 +214,27 @@ def test_malformed_user_ops_are_one_line_exit_2_and_nothing_runs(env, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], (case, lines)
     assert str(workload) in lines[0] and "jobs[0]" in lines[0]
     assert json.loads(orch("runs", "--format", "json").stdout) == []  # nothing ran
+
+
+def test_a_borrowed_scale_never_makes_a_user_op_faster_than_the_curve(in_process):
+    """batched_matmul's small references beat the GEMM curve (a batch of small products keeps
+    every core busy): batched_matmul keeps that, a user's attention borrowing it does not."""
+    from orchestrator.cost.model import predict
+    from orchestrator.placement import Placement
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.profile import store
+    from orchestrator.profile.model import OpBenchmark
+    from orchestrator.workload.model import Job
+
+    profile = store.resolve("cpu-c7i-8xlarge")
+    plain = hardware_for(profile, calibrated=False)
+    bmm = Job(name="bmm", op="batched_matmul", params={"batch": 64, "m": 128, "n": 128, "k": 128})
+    raw = predict(bmm, Placement("cpu"), plain, scaled=False)
+    fast = profile.model_copy(deep=True)  # measured at half the model's work time
+    fast.cpu.op_benchmarks = {"batched_matmul": [OpBenchmark(
+        params=bmm.params, dtype="float32", data="host", measured_s=raw.predicted_s - raw.terms["compute_s"] / 2)]}
+    hw = hardware_for(fast, calibrated=False)
+    assert predict(bmm, Placement("cpu"), hw).terms["compute_s"] == pytest.approx(raw.terms["compute_s"] / 2)
+    att = Job(name="att", op=ATTENTION, params={"batch": 1, "heads": 4, "seq": 512, "head_dim": 64})
+    alone = predict(att, Placement("cpu"), plain, scaled=False).terms["compute_s"]
+    assert predict(att, Placement("cpu"), hw).terms["compute_s"] == pytest.approx(alone)

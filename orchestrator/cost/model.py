@@ -29,6 +29,11 @@ LOOPBACK_LATENCY_S = 5e-5  # gloo over TCP on one host: a small message, there a
 TASK_OVERHEAD_S = 1e-3      # Dask: about 1 ms of scheduler time per task (Dask best-practices docs)
 DEFAULT_CPU_CORE_W = 10.0   # estimate where a profile has no CPU power figure
 DEFAULT_GPU_W = 300.0
+# An op without reference runs of its own (a user's) borrows another's measured scale, but never
+# one that says it runs faster than the GEMM curve: batched_matmul's small references beat the
+# curve (a batch of 128x128 products keeps both cores busy, where one 128^3 product does not),
+# which a user's kernel need not do; borrowed, that made attention predicted 2-3x fast.
+BORROWED_SCALE_AT_LEAST = 1.0
 # dispatch_s: the launches a GPU overlaps with its work (0 on a CPU); see combine()
 TERMS = ("overhead_s", "dispatch_s", "compute_s", "memory_s", "transfer_s", "communication_s")
 
@@ -223,12 +228,16 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         working_set = _per_device(op.working_set_bytes(p, itemsize), replicated, share)
         terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
         if scaled:
-            scale = hw.op_scale(kind, op.scaled_like(terms["compute_s"], terms["memory_s"]),
-                                max(terms["compute_s"], terms["memory_s"]))
+            like = op.scaled_like(terms["compute_s"], terms["memory_s"])
+            scale = hw.op_scale(kind, like, max(terms["compute_s"], terms["memory_s"]))
+            if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
+                scale = max(scale, BORROWED_SCALE_AT_LEAST)
             terms["compute_s"] *= scale
             terms["memory_s"] *= scale
-        # sorting compares rather than computes: its own measured rate, on top of any FLOPs
+        # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
+        # rates, on top of any FLOPs (0 where a profile measured none)
         terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
+        terms["compute_s"] += op.softmax_elements(p) * (device.softmax_s_per_element or 0.0) / share
     serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped

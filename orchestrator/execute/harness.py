@@ -139,13 +139,12 @@ def timed(once: Callable[[], Any] | None, warmup: int, repeats: int | str, *, wa
     0's, so that they stop together); default: `once`, timed here."""
     run = clock or _clocked(once)
     auto = repeats == "auto"
-    result = None
     warm: list[float] = []
-    for _ in range(warmup):
-        result, took = run()
-        warm.append(took)
+    for _ in range(warmup):  # a warm-up's result is dropped at once: never two held beside the next
+        warm.append(run()[1])
     if auto or warm_until_warm:
-        result = _warm(run, result, warm)
+        _warm(run, warm)
+    result = None
     times: list[float] = []
     spent = 0.0
     while True:
@@ -170,7 +169,7 @@ def warm(times: list[float]) -> bool:
     return len(last) == AUTO.warm_agree and max(last) <= (1 + AUTO.warm_within) * min(last)
 
 
-def _warm(run: Callable[[], tuple[Any, float]], result: Any, times: list[float]) -> Any:
+def _warm(run: Callable[[], tuple[Any, float]], times: list[float]) -> None:
     """Untimed executions after the `times` already run, until they are `warm`: at most
     AUTO.warm_most more, or AUTO.warm_budget_s of them."""
     times = list(times)
@@ -178,10 +177,9 @@ def _warm(run: Callable[[], tuple[Any, float]], result: Any, times: list[float])
     for _ in range(AUTO.warm_most):
         if warm(times) or spent >= AUTO.warm_budget_s:
             break
-        result, took = run()
+        took = run()[1]
         times.append(took)
         spent += took
-    return result
 
 
 def median_interval(times: list[float]) -> float:

@@ -218,6 +218,20 @@ def selection_s_per_element(device: str = "cpu", *, min_time_s: float) -> tuple[
     return topk, full
 
 
+SOFTMAX_ROWS, SOFTMAX_ROW = 4096, 256  # 4 MiB of float32: attention scores of a few heads
+
+
+def softmax_s_per_element(device: str = "cpu", *, min_time_s: float) -> float:
+    """Seconds per element of torch.softmax along rows: the exponentials, maxima, sums and
+    divisions of a softmax or of attention's scores, which no FLOP counter counts (a 4-head
+    attention of 1,024 tokens took 5.0 ms here where its two products take 3.5)."""
+    import torch
+
+    x = torch.randn(SOFTMAX_ROWS, SOFTMAX_ROW, generator=torch.Generator().manual_seed(0)).to(device)
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    return best_seconds(lambda: torch.softmax(x, dim=1), min_time_s=min_time_s, sync=sync) / x.numel()
+
+
 def sentinel_times(device: str) -> Sentinel:
     """The run-time sentinel (kernels/sentinel.py) as profiled: the speed runs are compared to."""
     import torch

@@ -77,8 +77,9 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     cpu.ddp_step_s = bench_cpu.ddp_step_s("cpu")
     step("cpu sentinel")
     cpu.sentinel = bench_cpu.sentinel_times("cpu")
-    step("cpu top-k and sort")
+    step("cpu top-k, sort and softmax")
     cpu.topk_s_per_element, cpu.sort_s_per_element = bench_cpu.selection_s_per_element("cpu", min_time_s=plan.min_time_s)
+    cpu.softmax_s_per_element = bench_cpu.softmax_s_per_element("cpu", min_time_s=plan.min_time_s)
     for op, references in bench_ops.CPU_REFERENCE.items():
         step(f"cpu {op} kernel")
         cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical) for params in references]
@@ -156,9 +157,10 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
             gpu.ddp_step_s = bench_cpu.ddp_step_s(str(device))
             step(f"gpu{gpu.index} sentinel")
             gpu.sentinel = bench_cpu.sentinel_times(str(device))
-            step(f"gpu{gpu.index} top-k and sort")
+            step(f"gpu{gpu.index} top-k, sort and softmax")
             gpu.topk_s_per_element, gpu.sort_s_per_element = bench_cpu.selection_s_per_element(
                 str(device), min_time_s=plan.min_time_s)
+            gpu.softmax_s_per_element = bench_cpu.softmax_s_per_element(str(device), min_time_s=plan.min_time_s)
             for op, references in bench_ops.GPU_REFERENCE.items():
                 step(f"gpu{gpu.index} {op} kernel")
                 gpu.op_benchmarks[op] = [bench_ops.measure(op, params, "gpu", None, [gpu.index])

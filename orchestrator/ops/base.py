@@ -124,6 +124,11 @@ class Op(abc.ABC):
         the profile's measured selection rate. The catalog's ops sort nothing."""
         return ()
 
+    def softmax_elements(self, p: dict[str, Any]) -> float:
+        """Elements an execution takes a softmax over (attention's scores among them): work
+        priced at the profile's measured softmax rate. The catalog's ops take none."""
+        return 0.0
+
     def calls(self, p: dict[str, Any], device: str) -> int:
         """GEMM-like calls the compute is made of: each runs at the measured rate for its share of
         the work (flops / calls). Never decreases when the work grows."""

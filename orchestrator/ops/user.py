@@ -26,6 +26,7 @@ REQUIRED = ("params", "make_inputs", "run")
 PLACEMENTS = ("cpu", "gpu")
 # torch calls that compare rather than compute: name -> position of their k (None: a full sort)
 SORTING = {"topk": 1, "kthvalue": 1, "sort": None, "argsort": None, "msort": None}
+SOFTMAX = ("softmax", "log_softmax", "scaled_dot_product_attention")
 
 
 class UserOpError(KeyError):
@@ -101,6 +102,7 @@ class Footprint:
     launches: int
     traffic_bytes: float  # every operand read and result written by each call run makes
     selections: tuple[Selection, ...] = ()  # its sort-family calls
+    softmax_elements: float = 0.0  # elements its softmax calls (and attention's scores) go over
 
 
 class UserOp(Op):
@@ -181,6 +183,9 @@ class UserOp(Op):
     def selections(self, p: dict[str, Any]) -> tuple[Selection, ...]:
         return self.footprint(p).selections
 
+    def softmax_elements(self, p: dict[str, Any]) -> float:
+        return self.footprint(p).softmax_elements
+
     def make_inputs(self, p: dict[str, Any], dtype: Any, gen: Any, device: Any) -> Tensors:
         made = self.obj.make_inputs(dict(p), dtype, device, gen)
         # a list travels as a tuple (what the harness moves between devices) and is handed back as a list
@@ -233,6 +238,7 @@ def _footprint(op: UserOp, frozen: tuple[tuple[str, Any], ...], itemsize: int) -
             self.calls = 0
             self.moved = 0.0
             self.selections: list[Selection] = []
+            self.softmax = 0.0
 
         def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
             out = func(*args, **(kwargs or {}))
@@ -240,6 +246,8 @@ def _footprint(op: UserOp, frozen: tuple[tuple[str, Any], ...], itemsize: int) -
             name = getattr(func, "__name__", "")
             if name in SORTING and written:
                 self.selections.append(_selection(name, args, kwargs or {}))
+            if name in SOFTMAX and written:
+                self.softmax += _softmax_elements(name, args, kwargs or {})
             if written:
                 self.calls += 1
                 self.moved += sum(t.numel() * t.element_size() for t in [*_tensors([args, kwargs or {}]), *written])
@@ -267,7 +275,20 @@ def _footprint(op: UserOp, frozen: tuple[tuple[str, Any], ...], itemsize: int) -
         output_elements=float(sum(t.numel() for t in outs)),
         launches=max(counter.calls, 1),
         traffic_bytes=max(counter.moved, 1.0),
-        selections=tuple(counter.selections))
+        selections=tuple(counter.selections),
+        softmax_elements=counter.softmax)
+
+
+def _softmax_elements(name: str, args: tuple, kwargs: dict) -> float:
+    """Elements a softmax-family call goes over: its input's; attention's, its scores (every
+    query against every key: query.numel() / head_dim x keys)."""
+    tensors = _tensors([args, kwargs])
+    if name != "scaled_dot_product_attention":
+        return float(tensors[0].numel()) if tensors else 0.0
+    if len(tensors) < 2 or tensors[0].dim() < 2 or tensors[1].dim() < 2:
+        return 0.0
+    query, key = tensors[0], tensors[1]
+    return float(query.numel() / query.shape[-1] * key.shape[-2])
 
 
 def _selection(name: str, args: tuple, kwargs: dict) -> Selection:

@@ -94,6 +94,9 @@ class _Device(_Strict):
     # rows of SELECT_ROW elements, by k, and of a full sort of such rows.
     topk_s_per_element: dict[PositiveInt, PositiveFloat] = Field(default_factory=dict)
     sort_s_per_element: PositiveFloat | None = None
+    # Softmax, whose exponentials no FLOP counter counts: seconds per element of torch.softmax
+    # along rows of SOFTMAX_ROW elements (a softmax call's input, attention's scores).
+    softmax_s_per_element: PositiveFloat | None = None
     sentinel: Sentinel | None = None
     op_benchmarks: dict[str, list[OpBenchmark]] = Field(default_factory=dict)
     power_w: PositiveFloat | None = None
