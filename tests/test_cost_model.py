@@ -153,6 +153,24 @@ def test_sorting_is_priced_at_the_measured_topk_rate_and_grows_with_k():
     assert selection_s(GpuProfile(index=0, name="bare"), (Selection(1e6, 16),)) == 0.0
 
 
+def test_a_call_within_atens_grain_runs_on_one_thread():
+    """ATen keeps a loop of at most 32,768 elements on one thread: a small top-k or softmax on
+    a 2-core CPU runs at half the rate the profile measured on both cores, and a larger one
+    never takes less time than the largest small one."""
+    from orchestrator.cost.rates import selection_s, softmax_s
+    from orchestrator.ops import Selection
+    from orchestrator.profile.model import CpuProfile, GpuProfile
+
+    cpu = CpuProfile(cores_logical=2, cores_physical=2, memory_total_bytes=2**34, topk_s_per_element={16: 1e-9},
+                     softmax_s_per_element=3e-10)
+    assert selection_s(cpu, (Selection(32768, 16),)) == pytest.approx(2 * 32768e-9)
+    assert selection_s(cpu, (Selection(40000, 16),)) == pytest.approx(2 * 32768e-9)
+    assert selection_s(cpu, (Selection(100_000, 16),)) == pytest.approx(100_000e-9)
+    assert softmax_s(cpu, 1000) == pytest.approx(2 * 3e-7) and softmax_s(cpu, 1e6) == pytest.approx(3e-4)
+    gpu = GpuProfile(index=0, name="g", topk_s_per_element={16: 1e-9})
+    assert selection_s(gpu, (Selection(1000, 16),)) == pytest.approx(1e-6)
+
+
 def test_a_cpu_call_costs_a_torch_call_through_the_harness_where_measured():
     """The kernels call torch, not NumPy: a tiny CPU job pays the measured torch call
     (`torch_call_s`), a profile without it NumPy's dispatch as before; training keeps autograd's

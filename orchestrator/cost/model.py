@@ -237,7 +237,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
         # rates, on top of any FLOPs (0 where a profile measured none)
         terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
-        terms["compute_s"] += op.softmax_elements(p) * (device.softmax_s_per_element or 0.0) / share
+        terms["compute_s"] += rates.softmax_s(device, op.softmax_elements(p)) / share
     serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped

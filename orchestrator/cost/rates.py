@@ -36,6 +36,9 @@ DEFAULT_DDP_STEP_S = {"cpu": 4e-4, "gpu": 1e-4}
 PAGEABLE_FRACTION = 0.2
 DEFAULT_PYTHON_ELEMENT_S = 3e-8
 HALF_ON_CPU_PENALTY = 0.25     # float16 GEMM on CPUs without native half arithmetic
+# ATen's at::internal::GRAIN_SIZE: a CPU loop over at most this many elements runs on one thread
+# (a top-k of 4 x 4096 took 41 us on one thread and on two here; of 16 x 4096, 139 and 78 us)
+ATEN_GRAIN_SIZE = 32768
 
 
 def kind_of(device: Device) -> str:
@@ -189,10 +192,26 @@ def call_overhead_s(device: Device, calls: int, rate: Rate, eager: bool = False)
     return calls * per_call, 0.0
 
 
+def on_cores(device: Device, elements: float) -> float:
+    """The elements a CPU call over `elements` costs at the profile's rate (measured on every
+    core): ATen keeps a loop of at most ATEN_GRAIN_SIZE elements on one thread, so a small call
+    costs `cores` times its elements, and a larger one never less than the largest small one."""
+    if not isinstance(device, CpuProfile):
+        return elements
+    return max(elements, min(elements, ATEN_GRAIN_SIZE) * device.cores_logical)
+
+
+def softmax_s(device: Device, elements: float) -> float:
+    """Seconds of softmax work (exponentials, maxima, sums): the profile's measured rate; 0
+    where it measured none."""
+    return on_cores(device, elements) * (device.softmax_s_per_element or 0.0)
+
+
 def selection_s(device: Device, selections: tuple[Selection, ...]) -> float:
     """Seconds of sort-family work at the profile's measured rates: per element at the call's k
-    (log-linear between measured ks, linear beyond the largest, never above a full sort's rate);
-    0 where the profile measured none (reference profiles: such an op is priced by its bytes)."""
+    (log-linear between measured ks, linear beyond the largest, never above a full sort's rate,
+    on one thread where the call is that small); 0 where the profile measured none (reference
+    profiles: such an op is priced by its bytes)."""
     measured = sorted(device.topk_s_per_element.items())
     full = device.sort_s_per_element
     seconds = 0.0
@@ -205,7 +224,7 @@ def selection_s(device: Device, selections: tuple[Selection, ...]) -> float:
             (k0, s0), (k1, s1) = measured[-2:]
             per_element = s1 + (s1 - s0) / (k1 - k0) * (selection.k - k1)
             per_element = min(per_element, full) if full else per_element
-        seconds += selection.elements * per_element
+        seconds += on_cores(device, selection.elements) * per_element
     return seconds
 
 
