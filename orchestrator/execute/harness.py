@@ -139,11 +139,11 @@ def timed(once: Callable[[], Any] | None, warmup: int, repeats: int | str, *, wa
     0's, so that they stop together); default: `once`, timed here."""
     run = clock or _clocked(once)
     auto = repeats == "auto"
-    warm: list[float] = []
+    warmed: list[float] = []
     for _ in range(warmup):  # a warm-up's result is dropped at once: never two held beside the next
-        warm.append(run()[1])
+        warmed.append(run()[1])
     if auto or warm_until_warm:
-        _warm(run, warm)
+        _warm(run, warmed)
     result = None
     times: list[float] = []
     spent = 0.0
