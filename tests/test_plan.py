@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.placement import Placement
 from tests.cli import GOLDEN, GOLDEN_COMMANDS, golden_output, matches_golden, orch
 
 DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
 
 
 def _plan(workload: str | Path, *args: str) -> dict:
@@ -226,3 +228,28 @@ def test_an_unexpected_internal_error_is_exit_3_in_one_line(monkeypatch, capsys)
     assert exited.value.code == 3
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error: RuntimeError: boom" in err and "Traceback" not in err
+
+
+def test_cpu_jobs_leave_each_gpu_a_host_core():
+    """A batch on the CPU and a GPU of one host: the CPU jobs are planned (and run) on the cores
+    less one per GPU, which a GPU job's host thread keeps busy while it waits on the GPU."""
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.plan.planner import make_plan
+    from orchestrator.profile.store import resolve
+    from orchestrator.workload.loader import load
+
+    hw = hardware_for(resolve("h100-sxm"), calibrated=False)
+    cores = hw.node.cpu.cores_logical
+    workload = load(ROOT / "workloads/demo.yaml")
+    mixed = make_plan(workload, hw)
+    assert {jp.chosen.placement.device for jp in mixed.jobs} == {"cpu", "gpu"}
+    assert mixed.cpu_threads == cores - len(hw.gpus) and mixed.notes
+    alone = make_plan(workload, hw, shared_host=False)  # an existing cluster: its workers say
+    assert alone.cpu_threads is None and not alone.notes
+    for shared, full in zip(mixed.jobs, alone.jobs):
+        if shared.chosen.placement.device == "cpu" == full.chosen.placement.device and shared.job.op != "python_dot":
+            assert shared.chosen.predicted_s > full.chosen.predicted_s  # fewer cores, priced so
+    forced = make_plan(workload, hw, forced=Placement.parse("cpu"))  # nothing on the GPU: every core
+    assert forced.cpu_threads is None
+    data = _plan(ROOT / "workloads/demo.yaml", "--profile", "h100-sxm")
+    assert data["cpu_threads"] == cores - 1 and "keeps one" in data["notes"][0]

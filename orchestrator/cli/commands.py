@@ -48,7 +48,7 @@ def plan(
         hardware = discover(hardware, address, notes, tls=tls_files(tls_ca_file, tls_cert, tls_key))
         for note in notes:
             stderr.print(Text(f"note: {note}"))
-    result = make_plan(loaded, hardware, objective.value, forced)
+    result = make_plan(loaded, hardware, objective.value, forced, shared_host=address is None)
     for job_plan in result.jobs:
         if job_plan.chosen is None:
             stderr.print(Text(f"warning: {job_plan.job.source}: job '{job_plan.job.name}' {job_plan.reason}"))

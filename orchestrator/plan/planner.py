@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware, Prediction, candidates, predict
@@ -13,6 +14,15 @@ from orchestrator.plan.schedule import Slot, balance, list_schedule
 from orchestrator.workload.model import AUTO, Job, Workload
 
 INPUT_GENERATION_BYTES_PER_S = 1e9  # synthetic inputs made on the worker (estimate: NumPy RNG)
+
+# A GPU job's host thread waits for the GPU by spinning (torch.cuda.synchronize): it keeps a core
+# busy. A CPU job whose thread pool spans every core then has one thread sharing that core, and
+# each of its parallel regions waits a scheduler slice for it: on a lent H100 VM the demo's
+# 1M-element dot took 8 ms beside the running GPU worker where it takes 28 µs alone, and a 4 MiB
+# copy on this 2-core VM takes 8 ms beside one spinning process, 0.3 ms on one thread
+# (benchmarks/host_contention.py). A plan with jobs on both leaves each GPU a host core and
+# prices (and runs) its CPU jobs on the rest.
+HOST_CORES_PER_GPU = 1
 
 
 _BETTER = {"time": "faster", "cost": "cheaper", "energy": "less energy"}
@@ -41,6 +51,8 @@ class Plan:
     objective: str
     jobs: list[JobPlan] = field(default_factory=list)
     makespan_s: float = 0.0
+    cpu_threads: int | None = None  # the cores CPU jobs run on; None: all of them
+    notes: list[str] = field(default_factory=list)
 
 
 # The batch scheduler may move a job off its own best placement to finish the batch sooner, but
@@ -93,9 +105,27 @@ def _job_plan(job: Job, hw: Hardware, objective: str, forced: Placement | None) 
     return JobPlan(job, preds, feasible[0], runner_up, _reason(feasible[0], runner_up, infeasible, objective))
 
 
-def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced: Placement | None = None) -> Plan:
+def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced: Placement | None = None,
+              *, shared_host: bool = True) -> Plan:
     """Choose per job, then place the batch: the better of (each job at its own best, list-
-    scheduled) and (earliest finish among feasible placements) by makespan."""
+    scheduled) and (earliest finish among feasible placements) by makespan. Where the batch
+    puts jobs on the CPU and on real GPUs of the same host (`shared_host`: the embedded
+    cluster), it is planned again with the CPU's cores less one per GPU (HOST_CORES_PER_GPU)."""
+    plan = _place(workload, hw, objective, forced)
+    cores = hw.node.cpu.cores_logical
+    reserved = HOST_CORES_PER_GPU * len(hw.gpus)
+    devices = {jp.chosen.placement.device for jp in plan.jobs if jp.chosen is not None}
+    real = hw.gpus and not any(gpu.stand_in for gpu in hw.gpus)
+    if shared_host and real and devices == {"cpu", "gpu"} and cores > reserved:
+        fewer = dataclasses.replace(hw, node=hw.node.model_copy(update={"cpu": hw.node.cpu.share(cores - reserved)}))
+        plan = _place(workload, fewer, objective, forced)
+        plan.cpu_threads = cores - reserved
+        plan.notes.append(f"CPU jobs run on {cores - reserved} of {cores} cores: each GPU's worker keeps one for the "
+                          "host thread that waits on it")
+    return plan
+
+
+def _place(workload: Workload, hw: Hardware, objective: str, forced: Placement | None) -> Plan:
     plan = Plan(workload.name, hw.name, objective,
                 [_job_plan(job, hw, job.objective or objective, forced) for job in workload.jobs])
     gpus = len(hw.gpus)

@@ -57,7 +57,8 @@ def _job(jp: JobPlan, objective: str) -> dict[str, Any]:
 
 def to_data(plan: Plan) -> dict[str, Any]:
     return {"workload": plan.workload, "profile": plan.profile, "objective": plan.objective,
-            "makespan_s": _round(plan.makespan_s), "jobs": [_job(jp, plan.objective) for jp in plan.jobs]}
+            "makespan_s": _round(plan.makespan_s), "cpu_threads": plan.cpu_threads, "notes": plan.notes,
+            "jobs": [_job(jp, plan.objective) for jp in plan.jobs]}
 
 
 def as_json(plan: Plan) -> str:
@@ -101,6 +102,8 @@ def print_table(plan: Plan, console: Console) -> None:
             console.print(Text(f"{jp.job.name}: {jp.reason}"))
     console.print(f"makespan {seconds(plan.makespan_s)} for {len(plan.jobs)} jobs "
                   "(inputs made, warm-up and repeats included)")
+    for note in plan.notes:
+        console.print(Text(f"note: {note}"))
 
 
 def print_explain(plan: Plan, job_name: str, console: Console) -> None:

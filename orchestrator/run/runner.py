@@ -116,7 +116,11 @@ class Session:
             planned_for = fit_to_capacity(self.hw, capacity, notes, self.options.address)
             if capacity.gpu_workers:
                 notes.append(f"GPU workers: {capacity.gpu_workers}")
-            plan = make_plan(self.workload, planned_for, self.options.objective, self.options.forced)
+            plan = make_plan(self.workload, planned_for, self.options.objective, self.options.forced,
+                             shared_host=self.options.address is None)
+            notes += plan.notes
+            if plan.cpu_threads:
+                self.threads = plan.cpu_threads
             self.report = RunReport(self.run_id, self.workload.name, self.engine.name, self.hw.name, notes=notes,
                                     warnings=self.warnings)
             self.record(plan, planned_for)
