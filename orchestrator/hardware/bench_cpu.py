@@ -232,11 +232,21 @@ def softmax_s_per_element(device: str = "cpu", *, min_time_s: float) -> float:
     return best_seconds(lambda: torch.softmax(x, dim=1), min_time_s=min_time_s, sync=sync) / x.numel()
 
 
+SENTINEL_PROBES = 7
+
+
 def sentinel_times(device: str) -> Sentinel:
-    """The run-time sentinel (kernels/sentinel.py) as profiled: the speed runs are compared to."""
+    """The run-time sentinel (execute/sentinel.py) as profiled: the speed runs are compared to,
+    the median of SENTINEL_PROBES probes, as typical as a run's probe is. One probe varies by
+    15% here; a profile that kept one 20% slower than its runs' probes made calibration
+    predict every held-out job about 20% slow (the runs' times, normalised to that speed,
+    came out 20% long)."""
+    import statistics
+
     import torch
 
     from orchestrator.execute import sentinel
 
-    found = sentinel.probe(torch.device(device))
-    return Sentinel(gemm_s=found["gemm_s"], copy_s=found["copy_s"])
+    found = [sentinel.probe(torch.device(device)) for _ in range(SENTINEL_PROBES)]
+    return Sentinel(gemm_s=statistics.median(f["gemm_s"] for f in found),
+                    copy_s=statistics.median(f["copy_s"] for f in found))

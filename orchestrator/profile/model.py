@@ -62,7 +62,7 @@ class OpBenchmark(_Strict):
 
 
 class Sentinel(_Strict):
-    """The sentinel kernel's best times on a device when it was profiled (kernels/sentinel.py):
+    """The sentinel kernel's typical times on a device when it was profiled (execute/sentinel.py):
     the speed every recorded time is normalised to."""
 
     gemm_s: PositiveFloat
