@@ -187,3 +187,61 @@ def test_a_cpu_call_costs_a_torch_call_through_the_harness_where_measured():
     assert call_overhead_s(new, 6, Rate.GEMM, eager=True)[0] == pytest.approx(2.4e-5)
     assert call_overhead_s(old, 6, Rate.GEMM, eager=True)[0] == pytest.approx(9e-5)
     assert call_overhead_s(new, 9, Rate.TRAINING)[0] == pytest.approx(1.35e-4)
+
+
+H200_VM = store.resolve("docs/data/profile-h200-vm.yaml")
+
+
+def _reference_job(op: str, bench) -> Job:
+    return Job(name="ref", op=op, params=bench.params, dtype=bench.dtype, data=bench.data)
+
+
+def test_each_op_predicts_its_largest_reference_as_measured():
+    """The op scale is measured at the profile's reference runs: at the largest (the one the
+    monotone cleaning never lowers) the model gives back the measured time, launch-bound GPU
+    training included (its launches are scaled with its work)."""
+    hw = hardware_for(H200_VM, calibrated=False)
+    for kind, device in (("cpu", hw.node.cpu), ("gpu", hw.gpus[0])):
+        for op, benches in device.op_benchmarks.items():
+            largest = max(benches, key=lambda b: predict(_reference_job(op, b), Placement(kind, int(kind == "gpu")), hw,
+                                                         scaled=False, calibrated=False).predicted_s)
+            got = predict(_reference_job(op, largest), Placement(kind, int(kind == "gpu")), hw, calibrated=False)
+            assert got.predicted_s == pytest.approx(largest.measured_s, rel=0.01), (kind, op)
+    # launch-bound: 40 steps of a small MLP. Half its width takes as many launches per step,
+    # so about as long (an H100 VM: 1.0-1.4 ms a step at any such width); read off the work
+    # alone it came out 3-5x short
+    small = hw.gpus[0].op_benchmarks["train_mlp"][0]
+    narrow = Job(name="n", op="train_mlp", data="device",
+                 params={**small.params, "features": small.params["features"] // 2,
+                         "hidden": [h // 2 for h in small.params["hidden"]]})
+    got = predict(narrow, Placement("gpu", 1), hw, calibrated=False)
+    assert got.terms["dispatch_s"] > got.terms["compute_s"]
+    assert 0.7 * small.measured_s < got.predicted_s <= small.measured_s * 1.01
+
+
+def test_float64_takes_its_own_level_from_its_references():
+    """float64 kernels keep the shape of the op's scale over sizes at the level their own
+    references measured; without float64 references float64 reads float32's scale, and the
+    float32 predictions never change."""
+    from orchestrator.profile.model import OpBenchmark
+
+    base = hardware_for(H200_VM, calibrated=False)
+    job = Job(name="q", op="qr", params={"m": 3000, "n": 1500}, dtype="float64", data="device")
+    f32 = Job(name="q", op="qr", params={"m": 3000, "n": 1500}, dtype="float32", data="device")
+    before = predict(job, Placement("gpu", 1), base, calibrated=False)
+    node = H200_VM.model_copy(deep=True)
+    gpu = node.gpus[0]
+    doubled = []
+    for bench in gpu.op_benchmarks["qr"][:2]:  # float64 measured at twice what float32's scale says
+        ref = Job(name="r", op="qr", params=bench.params, dtype="float64", data=bench.data)
+        doubled.append(OpBenchmark(params=bench.params, dtype="float64", data=bench.data,
+                                   measured_s=2 * predict(ref, Placement("gpu", 1), base, calibrated=False).predicted_s))
+    gpu.op_benchmarks["qr"] = [*gpu.op_benchmarks["qr"], *doubled]
+    hw = hardware_for(node, calibrated=False)
+    assert hw.float64_ratios[("gpu", "qr")] == pytest.approx(2.0, rel=0.05)
+    after = predict(job, Placement("gpu", 1), hw, calibrated=False)
+    work = max(after.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
+    assert work == pytest.approx(2 * max(before.terms[t] for t in ("compute_s", "memory_s", "dispatch_s")), rel=0.05)
+    assert predict(f32, Placement("gpu", 1), hw, calibrated=False).predicted_s == pytest.approx(
+        predict(f32, Placement("gpu", 1), base, calibrated=False).predicted_s)
+    assert ("cpu", "qr") not in hw.float64_ratios  # this profile has no float64 CPU references

@@ -11,6 +11,7 @@ device lacks, or that the op cannot run on is infeasible, with a note.
 from __future__ import annotations
 
 import functools
+import statistics
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,32 +72,82 @@ class Hardware:
     @functools.cached_property
     def op_scales(self) -> dict[tuple[str, str], list[tuple[float, float]]]:
         """(device kind, op) -> [(the model's work seconds, measured / modelled work)] of the op's
-        kernel at its reference sizes (profile `op_benchmarks`), sorted by work. Derived from the
-        model without calibration: the scale says what the profile measured, and calibration
-        learns on top of it (deriving the scale from a calibrated model cancels the factor)."""
+        kernel at its reference sizes (profile `op_benchmarks`, all but float64's), sorted by
+        work. Derived from the model without calibration: the scale says what the profile
+        measured, and calibration learns on top of it (deriving the scale from a calibrated model
+        cancels the factor)."""
         scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        for kind, device in (("cpu", self.node.cpu), ("gpu", self.gpus[0] if self.gpus else None)):
-            for op, benches in (device.op_benchmarks.items() if device is not None else []):
-                points = []
-                for bench in benches:
-                    job = Job(name="reference", op=op, params=bench.params, dtype=bench.dtype, data=bench.data)
-                    raw = predict(job, Placement(kind, 1 if kind == "gpu" else 0), self, scaled=False, calibrated=False)
-                    work = max(raw.terms["compute_s"], raw.terms["memory_s"])
-                    if raw.feasible and work > 0:
-                        fixed = raw.predicted_s - work
-                        if bench.measured_s > fixed:
-                            points.append((work, (bench.measured_s - fixed) / work))
-                        else:  # the model's fixed costs alone exceed the measurement: scale it all
-                            points.append((work, bench.measured_s / raw.predicted_s))
-                if points:
-                    scales[(kind, op)] = _monotone_scale(sorted(points))
+        for kind, op, benches in self._op_benchmarks():
+            points = [point for bench in benches if bench.dtype != "float64"
+                      for point in [self._scale_point(kind, op, bench.params, bench.dtype, bench.data,
+                                                      bench.measured_s)] if point]
+            if points:
+                scales[(kind, op)] = _monotone_scale(sorted(points))
         return scales
 
-    def op_scale(self, kind: str, op: str, work_s: float) -> float:
+    @functools.cached_property
+    def float64_ratios(self) -> dict[tuple[str, str], float]:
+        """(device kind, op) -> how much float64's measured scale exceeds the other dtypes' at the
+        same reference sizes (the median over the op's float64 references): float64 keeps the
+        shape of the op's scale over sizes and takes its own level. A float64 factorization does
+        not run at float64's GEMM rate as float32's does at float32's (cuSOLVER on an H100: qr
+        and svd 2x slower than float32's scale said, eigh 2x faster)."""
+        ratios: dict[tuple[str, str], float] = {}
+        for kind, op, benches in self._op_benchmarks():
+            found = []
+            for bench in benches:
+                if bench.dtype != "float64" or (kind, op) not in self.op_scales:
+                    continue
+                point = self._scale_point(kind, op, bench.params, "float64", bench.data, bench.measured_s)
+                if point:  # read where a float64 job of these sizes reads the scale: at its own work
+                    found.append(point[1] / self.op_scale(kind, op, point[0]))
+            if found:
+                ratios[(kind, op)] = statistics.median(found)
+        return ratios
+
+    def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
+        devices = (("cpu", self.node.cpu), ("gpu", self.gpus[0] if self.gpus else None))
+        return [(kind, op, benches) for kind, device in devices if device is not None
+                for op, benches in device.op_benchmarks.items()]
+
+    def _raw(self, kind: str, op: str, params: dict[str, Any], dtype: str, data: str) -> Prediction:
+        job = Job(name="reference", op=op, params=params, dtype=dtype, data=data)
+        return predict(job, Placement(kind, 1 if kind == "gpu" else 0), self, scaled=False, calibrated=False)
+
+    def _scale_point(self, kind: str, op: str, params: dict[str, Any], dtype: str, data: str,
+                     measured_s: float) -> tuple[float, float] | None:
+        """(modelled work, measured / modelled work) of one reference run; None where the model
+        cannot price it."""
+        raw = self._raw(kind, op, params, dtype, data)
+        work = _work(raw.terms) if raw.feasible else 0.0
+        if work <= 0:
+            return None
+        fixed = raw.predicted_s - work
+        if measured_s > fixed:
+            return work, (measured_s - fixed) / work
+        return work, measured_s / raw.predicted_s  # the model's fixed costs alone exceed it: scale it all
+
+    def op_scale(self, kind: str, op: str, work_s: float, dtype: str = "float32") -> float:
         """The measured scale at this much modelled work: log-linear between reference points,
-        flat beyond them."""
+        flat beyond them; float64 at its own level (`float64_ratios`) where it was measured."""
         points = self.op_scales.get((kind, op))
-        return rates.log_interpolate(points, work_s) if points else 1.0
+        scale = rates.log_interpolate(points, work_s) if points else 1.0
+        if dtype == "float64":
+            scale *= self.float64_ratios.get((kind, op), 1.0)
+        return scale
+
+
+# The terms an op's measured scale multiplies: its work, and the launches a GPU issues while it
+# works (they overlap: `combine`). A small GPU job is often bound by its launches, and what its
+# reference measured then is their real cost: a training step on an H100 VM took 1.4 ms where 17
+# launches at the profiled per-op cost of a plain op (17.5 µs) say 0.3, so training jobs were
+# predicted 3-5x fast until the scale covered the launches too.
+WORK_TERMS = ("compute_s", "memory_s", "dispatch_s")
+
+
+def _work(terms: dict[str, float]) -> float:
+    """The amount an op's scale is read at (and measured at): its largest work term."""
+    return max(terms[term] for term in WORK_TERMS)
 
 
 def _monotone_scale(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -214,6 +265,9 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     share = placement.devices if split else 1
 
     terms = dict.fromkeys(TERMS, 0.0)
+    serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
+    terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
+    terms["dispatch_s"] = overlapped
     if op.rate is Rate.PYTHON:
         terms["compute_s"] = p["n"] * rates.python_element_s(hw.node.cpu)
     else:
@@ -229,18 +283,15 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
         if scaled:
             like = op.scaled_like(terms["compute_s"], terms["memory_s"])
-            scale = hw.op_scale(kind, like, max(terms["compute_s"], terms["memory_s"]))
+            scale = hw.op_scale(kind, like, _work(terms), job.dtype)
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
-            terms["compute_s"] *= scale
-            terms["memory_s"] *= scale
+            for term in WORK_TERMS:
+                terms[term] *= scale
         # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
         # rates, on top of any FLOPs (0 where a profile measured none)
         terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
         terms["compute_s"] += rates.softmax_s(device, op.softmax_elements(p)) / share
-    serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
-    terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
-    terms["dispatch_s"] = overlapped
     if placement.devices > 1 and op.rate is Rate.TRAINING:  # DistributedDataParallel, every step
         terms["overhead_s"] += op.collectives(p) * rates.ddp_step_s(device)
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)

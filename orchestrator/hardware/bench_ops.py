@@ -69,22 +69,36 @@ _GPU_LARGE: dict[str, list[dict[str, Any]]] = {
 
 GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.items()}
 
+# float64 runs each op's kernel at float64's own level (cost/model.py, `float64_ratios`): on an
+# H100 cuSOLVER's float64 qr and svd took 2x what float32's scale said, its eigh half. Timed at
+# the first two references (the level is their median: one alone varied 2x between two quick
+# profiles here). Training in float64 is rare: its ops keep float32's.
+FLOAT64_OPS = tuple(op for op in CPU_REFERENCE if not op.startswith("train_"))
+
+
+def references(op: str, device: str) -> list[tuple[dict[str, Any], str]]:
+    """(params, dtype) of every reference run of `op` on a "cpu" or "gpu"."""
+    sizes = (GPU_REFERENCE if device == "gpu" else CPU_REFERENCE)[op]
+    wide = sizes[:2] if op in FLOAT64_OPS else []
+    return [(params, "float32") for params in sizes] + [(params, "float64") for params in wide]
+
 
 GPU_WARMUP = 3
 GPU_REPEATS = 3
 
 
 def measure(op: str, params: dict[str, Any], placement: str, threads: int | None,
-            gpu_ids: list[int] | None = None) -> OpBenchmark:
+            gpu_ids: list[int] | None = None, dtype: str = "float32") -> OpBenchmark:
     from orchestrator.execute.harness import execute
     from orchestrator.execute.task import Task
 
     on_gpu = placement != "cpu"
     # a GPU job's first 2-3 executions run 2-3x slow (measured on an H200, docs/benchmarks.md)
-    task = Task(f"{op}-reference", op, params, placement=Placement.parse(placement), data="device" if on_gpu else "host",
-                repeats=GPU_REPEATS if on_gpu else 2, warmup=GPU_WARMUP if on_gpu else 1, threads=threads)
+    task = Task(f"{op}-reference", op, params, dtype, placement=Placement.parse(placement),
+                data="device" if on_gpu else "host", repeats=GPU_REPEATS if on_gpu else 2,
+                warmup=GPU_WARMUP if on_gpu else 1, threads=threads)
     result = execute(task, gpu_ids)
-    return OpBenchmark(params=params, dtype="float32", data=task.data, measured_s=result.measured_s)
+    return OpBenchmark(params=params, dtype=dtype, data=task.data, measured_s=result.measured_s)
 
 
 def faster(first: OpBenchmark, second: OpBenchmark) -> OpBenchmark:

@@ -80,13 +80,15 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     step("cpu top-k, sort and softmax")
     cpu.topk_s_per_element, cpu.sort_s_per_element = bench_cpu.selection_s_per_element("cpu", min_time_s=plan.min_time_s)
     cpu.softmax_s_per_element = bench_cpu.softmax_s_per_element("cpu", min_time_s=plan.min_time_s)
-    for op, references in bench_ops.CPU_REFERENCE.items():
+    for op in bench_ops.CPU_REFERENCE:
         step(f"cpu {op} kernel")
-        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical) for params in references]
+        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical, dtype=dtype)
+                                 for params, dtype in bench_ops.references(op, "cpu")]
     step("cpu kernels again (the faster of two passes)")
-    for op, references in bench_ops.CPU_REFERENCE.items():
-        cpu.op_benchmarks[op] = [bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical))
-                                 for first, params in zip(cpu.op_benchmarks[op], references)]
+    for op in bench_ops.CPU_REFERENCE:
+        cpu.op_benchmarks[op] = [bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical,
+                                                                           dtype=dtype))
+                                 for first, (params, dtype) in zip(cpu.op_benchmarks[op], bench_ops.references(op, "cpu"))]
     # last: np.dot wakes NumPy's BLAS threads, which then compete with torch's for the cores
     step(f"python loop vs vectorized dot (n={plan.loop_n})")
     cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
@@ -161,10 +163,10 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
             gpu.topk_s_per_element, gpu.sort_s_per_element = bench_cpu.selection_s_per_element(
                 str(device), min_time_s=plan.min_time_s)
             gpu.softmax_s_per_element = bench_cpu.softmax_s_per_element(str(device), min_time_s=plan.min_time_s)
-            for op, references in bench_ops.GPU_REFERENCE.items():
+            for op in bench_ops.GPU_REFERENCE:
                 step(f"gpu{gpu.index} {op} kernel")
-                gpu.op_benchmarks[op] = [bench_ops.measure(op, params, "gpu", None, [gpu.index])
-                                         for params in references]
+                gpu.op_benchmarks[op] = [bench_ops.measure(op, params, "gpu", None, [gpu.index], dtype=dtype)
+                                         for params, dtype in bench_ops.references(op, "gpu")]
     if len(usable) > 1:
         step("gpu0 -> gpu1 peer bandwidth")
         a, b = (device_for(g) for g in usable[:2])

@@ -34,9 +34,14 @@ def _curve(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
 def _op_rows(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
     if not device.op_benchmarks:
         return []
-    timed = "  ".join(f"{op} {'/'.join(seconds(b.measured_s) for b in benches)}"
-                      for op, benches in device.op_benchmarks.items())
-    return [("op kernels", timed)]
+    rows = []
+    for label, wanted in (("op kernels", lambda dtype: dtype != "float64"), ("op kernels float64", lambda dtype: dtype == "float64")):
+        timed = "  ".join(f"{op} {'/'.join(seconds(b.measured_s) for b in mine)}"
+                          for op, benches in device.op_benchmarks.items()
+                          for mine in [[b for b in benches if wanted(b.dtype)]] if mine)
+        if timed:
+            rows.append((label, timed))
+    return rows
 
 
 def _cpu_rows(cpu: CpuProfile) -> list[tuple[str, str]]:
