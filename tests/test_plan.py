@@ -253,3 +253,20 @@ def test_cpu_jobs_leave_each_gpu_a_host_core():
     assert forced.cpu_threads is None
     data = _plan(ROOT / "workloads/demo.yaml", "--profile", "h100-sxm")
     assert data["cpu_threads"] == cores - 1 and "keeps one" in data["notes"][0]
+
+
+def test_a_job_is_planned_with_the_warm_ups_the_harness_runs():
+    """The harness warms a job with a warm-up (and every GPU job) until three executions agree,
+    within half a second; `warmup: 0` on a CPU stays cold. The plan holds the devices as long."""
+    from orchestrator.cost.model import Prediction
+    from orchestrator.plan.planner import warmups
+    from orchestrator.workload.model import Job
+
+    def count(warmup: int, device: str, predicted_s: float, repeats: int | str = 3) -> int:
+        job = Job(name="j", op="dot", params={"n": 1000}, warmup=warmup, repeats=repeats)
+        return warmups(job, Prediction(Placement(device, int(device == "gpu")), True, predicted_s, "memory"))
+
+    assert count(1, "cpu", 1e-3) == 3 and count(5, "cpu", 1e-3) == 5
+    assert count(0, "cpu", 1e-3) == 0 and count(0, "cpu", 1e-3, "auto") == 3
+    assert count(0, "gpu", 1e-3) == 3
+    assert count(1, "cpu", 1.0) == 2  # one more after the warm-up spends the 0.5 s budget

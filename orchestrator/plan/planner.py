@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware, Prediction, candidates, predict
@@ -66,7 +67,17 @@ def busy_s(job: Job, prediction: Prediction) -> float:
     op = get_op(job.op)
     setup = op.working_set_bytes(job.params, ITEMSIZE[job.dtype]) / INPUT_GENERATION_BYTES_PER_S
     repeats = job.repeats if isinstance(job.repeats, int) else AUTO.expected(prediction.predicted_s)
-    return setup + (job.warmup + repeats) * prediction.predicted_s + TASK_OVERHEAD_S
+    return setup + (warmups(job, prediction) + repeats) * prediction.predicted_s + TASK_OVERHEAD_S
+
+
+def warmups(job: Job, prediction: Prediction) -> int:
+    """The untimed executions the harness runs at the least: the job's `warmup`, and where it
+    warms until warm (a job with a warm-up, every GPU job, `repeats: auto`) until AUTO.warm_agree
+    executions agree, within AUTO.warm_budget_s (execute/harness.py, `timed`)."""
+    if not (job.warmup > 0 or prediction.placement.device == "gpu" or job.repeats == "auto"):
+        return job.warmup
+    within_budget = math.ceil(AUTO.warm_budget_s / prediction.predicted_s) if prediction.predicted_s > 0 else AUTO.warm_most
+    return job.warmup + min(max(AUTO.warm_agree - job.warmup, 0), within_budget, AUTO.warm_most)
 
 
 def _reason(chosen: Prediction, runner_up: Prediction | None, infeasible: list[Prediction], objective: str) -> str:
