@@ -82,7 +82,7 @@ class Hardware:
                       for point in [self._scale_point(kind, op, bench.params, bench.dtype, bench.data,
                                                       bench.measured_s)] if point]
             if points:
-                scales[(kind, op)] = _monotone_scale(sorted(points))
+                scales[(kind, op)] = rates.monotone_scale(sorted(points))
         return scales
 
     @functools.cached_property
@@ -148,19 +148,6 @@ WORK_TERMS = ("compute_s", "memory_s", "dispatch_s")
 def _work(terms: dict[str, float]) -> float:
     """The amount an op's scale is read at (and measured at): its largest work term."""
     return max(terms[term] for term in WORK_TERMS)
-
-
-def _monotone_scale(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Scales along the work axis whose scaled work (scale x work) never falls as the work
-    grows, so the op's predicted time keeps the model's shape between reference sizes (two
-    reference points whose scales differ by more than their work did made eigh on an H200
-    predict 9.41 ms at n=570 and 9.07 ms at n=668). Cleaned from the largest point down: the
-    largest run is the steadiest measurement."""
-    clean = [points[-1]]
-    for work, scale in reversed(points[:-1]):
-        above_work, above_scale = clean[-1]
-        clean.append((work, min(scale, above_scale * above_work / work)))
-    return clean[::-1]
 
 
 def combine(terms: dict[str, float]) -> float:

@@ -236,3 +236,15 @@ def ddp_step_s(device: Device) -> float:
     """Seconds DistributedDataParallel adds to each training step of a gang on this device."""
     return device.ddp_step_s or DEFAULT_DDP_STEP_S[kind_of(device)]
 
+
+def monotone_scale(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Scales along the work axis whose scaled work (scale x work) never falls as the work
+    grows, so the op's predicted time keeps the model's shape between reference sizes (two
+    reference points whose scales differ by more than their work did made eigh on an H200
+    predict 9.41 ms at n=570 and 9.07 ms at n=668). Cleaned from the largest point down: the
+    largest run is the steadiest measurement."""
+    clean = [points[-1]]
+    for work, scale in reversed(points[:-1]):
+        above_work, above_scale = clean[-1]
+        clean.append((work, min(scale, above_scale * above_work / work)))
+    return clean[::-1]
