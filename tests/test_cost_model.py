@@ -245,3 +245,22 @@ def test_float64_takes_its_own_level_from_its_references():
     assert predict(f32, Placement("gpu", 1), hw, calibrated=False).predicted_s == pytest.approx(
         predict(f32, Placement("gpu", 1), base, calibrated=False).predicted_s)
     assert ("cpu", "qr") not in hw.float64_ratios  # this profile has no float64 CPU references
+
+
+def test_below_its_smallest_reference_a_scale_follows_its_trend_within_bounds():
+    """A kernel's efficiency keeps falling as it shrinks: below the smallest reference the scale
+    follows the two smallest references' trend in log-log, at most 0.8 steep (more work never
+    predicts less time) and at most 4x; where the scale grows with work it stays flat."""
+    from orchestrator.cost.rates import SMALLER_SCALE_AT_MOST, scale_at
+
+    falling = [(1e-3, 2.0), (1e-2, 1.0)]  # slope -0.3 in log-log
+    assert scale_at(falling, 1e-3) == pytest.approx(2.0)
+    assert scale_at(falling, 1e-4) == pytest.approx(2.0 * 10 ** 0.30103, rel=1e-3)
+    assert scale_at(falling, 1e-12) == pytest.approx(2.0 * SMALLER_SCALE_AT_MOST)
+    steep = [(1e-3, 100.0), (1e-2, 1.0)]  # slope -2: clamped, so scale x work still grows
+    works = [10 ** (-k / 4) for k in range(40, 11, -1)]
+    scaled = [scale_at(steep, w) * w for w in works]
+    assert all(b >= a for a, b in zip(scaled, scaled[1:]))
+    rising = [(1e-3, 1.0), (1e-2, 2.0)]
+    assert scale_at(rising, 1e-5) == pytest.approx(1.0)
+    assert scale_at(falling, 5e-2) == pytest.approx(1.0) and scale_at([(1e-3, 3.0)], 1e-6) == pytest.approx(3.0)

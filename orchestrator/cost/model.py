@@ -131,7 +131,7 @@ class Hardware:
         """The measured scale at this much modelled work: log-linear between reference points,
         flat beyond them; float64 at its own level (`float64_ratios`) where it was measured."""
         points = self.op_scales.get((kind, op))
-        scale = rates.log_interpolate(points, work_s) if points else 1.0
+        scale = rates.scale_at(points, work_s) if points else 1.0
         if dtype == "float64":
             scale *= self.float64_ratios.get((kind, op), 1.0)
         return scale

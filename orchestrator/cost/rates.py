@@ -7,6 +7,8 @@ Constants without a measured source are estimates, named here once, and are what
 
 from __future__ import annotations
 
+import math
+
 from orchestrator.curves import log_interpolate
 from orchestrator.ops import Rate, Selection
 from orchestrator.profile.model import CpuProfile, GpuProfile
@@ -248,3 +250,25 @@ def monotone_scale(points: list[tuple[float, float]]) -> list[tuple[float, float
         above_work, above_scale = clean[-1]
         clean.append((work, min(scale, above_scale * above_work / work)))
     return clean[::-1]
+
+
+# Below its smallest reference an op's scale follows the trend of its two smallest, as a
+# kernel's efficiency keeps falling with its size (a tall-skinny qr of 768x256 and an lstsq of
+# 2048x192 ran 2.3x and 3.8x what the flat scale of their 2048x512 and 4096x256 references
+# said); never steeper than SMALLER_SLOPE_AT_MOST in log-log (so more work never predicts less
+# time) and at most SMALLER_SCALE_AT_MOST times the smallest reference's scale.
+SMALLER_SLOPE_AT_MOST = 0.8
+SMALLER_SCALE_AT_MOST = 4.0
+
+
+def scale_at(points: list[tuple[float, float]], work_s: float) -> float:
+    """An op's measured scale at `work_s` of modelled work: log-linear between its references,
+    flat above the largest, and below the smallest along the trend of the two smallest where
+    the scale falls with the work (else flat)."""
+    (w0, s0) = points[0]
+    if work_s >= w0 or len(points) < 2 or work_s <= 0:
+        return log_interpolate(points, work_s)
+    (w1, s1) = points[1]
+    slope = math.log(s1 / s0) / math.log(w1 / w0) if w1 > w0 and s0 > 0 and s1 > 0 else 0.0
+    slope = min(max(slope, -SMALLER_SLOPE_AT_MOST), 0.0)
+    return s0 * min((work_s / w0) ** slope, SMALLER_SCALE_AT_MOST)
