@@ -11,8 +11,8 @@ device lacks, or that the op cannot run on is infeasible, with a note.
 from __future__ import annotations
 
 import functools
-import statistics
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 

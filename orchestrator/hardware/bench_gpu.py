@@ -85,7 +85,6 @@ def transfer_bandwidths(device: Any, nbytes: int, *, min_time_s: float) -> dict[
         ("d2h_bandwidth", lambda: pinned.copy_(on_device, non_blocking=pin)),
     ):
         results[key] = nbytes / best_seconds(fn, min_time_s=min_time_s, sync=sync, min_samples=3)
-    del pinned, on_device
     pageable = pageable_copies(device, nbytes, min_time_s=min_time_s)
     results["h2d_bandwidth_pageable"], results["d2h_bandwidth_pageable"] = pageable["h2d"], pageable["d2h"]
     return results
@@ -102,9 +101,8 @@ def pageable_copies(device: Any, nbytes: int, *, min_time_s: float) -> dict[str,
     sync = _sync_for(device)
     host = torch.ones(nbytes // 4, dtype=torch.float32)
     on_device = host.to(device)
-    rates = {"h2d": nbytes / typical_seconds(lambda: host.to(device, copy=True), min_time_s=min_time_s, sync=sync),
-             "d2h": nbytes / typical_seconds(lambda: on_device.to("cpu", copy=True), min_time_s=min_time_s, sync=sync)}
-    return rates
+    return {"h2d": nbytes / typical_seconds(lambda: host.to(device, copy=True), min_time_s=min_time_s, sync=sync),
+            "d2h": nbytes / typical_seconds(lambda: on_device.to("cpu", copy=True), min_time_s=min_time_s, sync=sync)}
 
 
 def pageable_curves(device: Any, sizes: tuple[int, ...], *, min_time_s: float) -> dict[str, dict[int, float]]:
