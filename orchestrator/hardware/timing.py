@@ -30,17 +30,8 @@ def best_seconds(fn: Callable[[], object], *, min_time_s: float, sync: Callable[
 
 
 def median_seconds(fn: Callable[[], object], *, samples: int, sync: Callable[[], None] = lambda: None) -> float:
-    """Median wall time of one synchronised call (latency, not throughput)."""
-    fn()
-    sync()
-    times = []
-    for _ in range(samples):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+    """Median wall time of one synchronised call (latency, not throughput), over `samples` calls."""
+    return typical_seconds(fn, min_time_s=0.0, sync=sync, min_samples=samples, max_samples=samples)
 
 
 def typical_seconds(fn: Callable[[], object], *, min_time_s: float, sync: Callable[[], None] = lambda: None,
