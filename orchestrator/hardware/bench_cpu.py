@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from orchestrator.hardware.timing import best_seconds
+from orchestrator.hardware.timing import best_seconds, sync_for
 from orchestrator.placement import Placement
 from orchestrator.profile.model import LoopVsVector, Sentinel
 
@@ -210,7 +210,7 @@ def selection_s_per_element(device: str = "cpu", *, min_time_s: float) -> tuple[
     import torch
 
     x = torch.randn(SELECT_ROWS, SELECT_ROW, generator=torch.Generator().manual_seed(0)).to(device)
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    sync = sync_for(x.device)
     elements = x.numel()
     topk = {k: best_seconds(lambda k=k: torch.topk(x, k, dim=1), min_time_s=min_time_s, sync=sync) / elements
             for k in SELECT_KS}
@@ -228,7 +228,7 @@ def softmax_s_per_element(device: str = "cpu", *, min_time_s: float) -> float:
     import torch
 
     x = torch.randn(SOFTMAX_ROWS, SOFTMAX_ROW, generator=torch.Generator().manual_seed(0)).to(device)
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    sync = sync_for(x.device)
     return best_seconds(lambda: torch.softmax(x, dim=1), min_time_s=min_time_s, sync=sync) / x.numel()
 
 

@@ -6,11 +6,10 @@ Every function takes a torch device, so tests run the same code on a CPU stand-i
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.hardware.timing import best_seconds, median_seconds, typical_seconds
+from orchestrator.hardware.timing import best_seconds, median_seconds, sync_for, typical_seconds
 
 MiB = 1 << 20
 PAGEABLE_SIZES = (1 * MiB, 8 * MiB, 64 * MiB)  # plus the plan's transfer_bytes
@@ -35,14 +34,6 @@ class GpuBenchPlan:
         return cls((256, 512, 1024, 2048, 4096, 8192), 0.2, device, 512 * MiB)
 
 
-def _sync_for(device: Any) -> Callable[[], None]:
-    import torch
-
-    if device.type == "cuda":
-        return lambda: torch.cuda.synchronize(device)
-    return lambda: None
-
-
 def gemm_flops(device: Any, dtype: str, n: int, *, min_time_s: float) -> float:
     """FLOP/s of an n×n×n product; `tfloat32` is float32 with TF32 tensor cores allowed."""
     import torch
@@ -53,7 +44,7 @@ def gemm_flops(device: Any, dtype: str, n: int, *, min_time_s: float) -> float:
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = dtype == "tfloat32"
     try:
-        seconds = best_seconds(lambda: torch.mm(a, b), min_time_s=min_time_s, sync=_sync_for(device))
+        seconds = best_seconds(lambda: torch.mm(a, b), min_time_s=min_time_s, sync=sync_for(device))
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
     return 2.0 * n**3 / seconds
@@ -65,7 +56,7 @@ def device_bandwidth(device: Any, nbytes: int, *, min_time_s: float) -> float:
 
     src = torch.ones(nbytes // 4, device=device, dtype=torch.float32)
     dst = torch.empty_like(src)
-    seconds = best_seconds(lambda: dst.copy_(src), min_time_s=min_time_s, sync=_sync_for(device))
+    seconds = best_seconds(lambda: dst.copy_(src), min_time_s=min_time_s, sync=sync_for(device))
     return 2 * src.numel() * 4 / seconds
 
 
@@ -78,7 +69,7 @@ def transfer_bandwidths(device: Any, nbytes: int, *, min_time_s: float) -> dict[
     pin = device.type == "cuda"
     pinned = torch.ones(count, dtype=torch.float32, pin_memory=pin)
     on_device = torch.empty(count, dtype=torch.float32, device=device)
-    sync = _sync_for(device)
+    sync = sync_for(device)
     results = {}
     for key, fn in (
         ("h2d_bandwidth", lambda: on_device.copy_(pinned, non_blocking=pin)),
@@ -98,7 +89,7 @@ def pageable_copies(device: Any, nbytes: int, *, min_time_s: float) -> dict[str,
     reports a job's executions."""
     import torch
 
-    sync = _sync_for(device)
+    sync = sync_for(device)
     host = torch.ones(nbytes // 4, dtype=torch.float32)
     on_device = host.to(device)
     return {"h2d": nbytes / typical_seconds(lambda: host.to(device, copy=True), min_time_s=min_time_s, sync=sync),
@@ -119,7 +110,7 @@ def launch_latency_s(device: Any, *, samples: int = 200) -> float:
     import torch
 
     x = torch.zeros(1, device=device)
-    return median_seconds(lambda: x.add_(1.0), samples=samples, sync=_sync_for(device))
+    return median_seconds(lambda: x.add_(1.0), samples=samples, sync=sync_for(device))
 
 
 def p2p_bandwidth(source: Any, target: Any, nbytes: int, *, min_time_s: float) -> float:
@@ -128,7 +119,7 @@ def p2p_bandwidth(source: Any, target: Any, nbytes: int, *, min_time_s: float) -
 
     src = torch.ones(nbytes // 4, device=source, dtype=torch.float32)
     dst = torch.empty(nbytes // 4, device=target, dtype=torch.float32)
-    sync_a, sync_b = _sync_for(source), _sync_for(target)
+    sync_a, sync_b = sync_for(source), sync_for(target)
 
     def both() -> None:
         sync_a()

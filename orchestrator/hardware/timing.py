@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 def best_seconds(fn: Callable[[], object], *, min_time_s: float, sync: Callable[[], None] = lambda: None,
@@ -52,3 +53,12 @@ def typical_seconds(fn: Callable[[], object], *, min_time_s: float, sync: Callab
         spent += times[-1]
     times.sort()
     return times[len(times) // 2]
+
+
+def sync_for(device: Any) -> Callable[[], None]:
+    """What waits for `device`'s queued work: a CUDA device's synchronize; a CPU has none."""
+    if device.type == "cuda":
+        import torch
+
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
