@@ -78,9 +78,9 @@ class Hardware:
         cancels the factor)."""
         scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for kind, op, benches in self._op_benchmarks():
-            points = [point for bench in benches if bench.dtype != "float64"
-                      for point in [self._scale_point(kind, op, bench.params, bench.dtype, bench.data,
-                                                      bench.measured_s)] if point]
+            found = (self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
+                     for bench in benches if bench.dtype != "float64")
+            points = [point for point in found if point]
             if points:
                 scales[(kind, op)] = rates.monotone_scale(sorted(points))
         return scales

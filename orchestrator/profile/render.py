@@ -35,10 +35,10 @@ def _op_rows(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
     if not device.op_benchmarks:
         return []
     rows = []
-    for label, wanted in (("op kernels", lambda dtype: dtype != "float64"), ("op kernels float64", lambda dtype: dtype == "float64")):
-        timed = "  ".join(f"{op} {'/'.join(seconds(b.measured_s) for b in mine)}"
-                          for op, benches in device.op_benchmarks.items()
-                          for mine in [[b for b in benches if wanted(b.dtype)]] if mine)
+    for label, float64 in (("op kernels", False), ("op kernels float64", True)):
+        mine = {op: [b for b in benches if (b.dtype == "float64") == float64]
+                for op, benches in device.op_benchmarks.items()}
+        timed = "  ".join(f"{op} {'/'.join(seconds(b.measured_s) for b in found)}" for op, found in mine.items() if found)
         if timed:
             rows.append((label, timed))
     return rows
