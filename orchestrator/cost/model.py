@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cost import calibration as learned
-from orchestrator.cost import rates
+from orchestrator.cost import comms, rates
 from orchestrator.ops import ITEMSIZE, Op, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -26,7 +26,6 @@ from orchestrator.workload.model import Job
 
 CPU_MEMORY_USABLE = 0.8     # leave room for the OS, Python and the worker
 GPU_MEMORY_USABLE = 0.9     # CUDA context, allocator fragmentation
-LOOPBACK_LATENCY_S = 5e-5  # gloo over TCP on one host: a small message, there and back
 TASK_OVERHEAD_S = 1e-3      # Dask: about 1 ms of scheduler time per task (Dask best-practices docs)
 DEFAULT_CPU_CORE_W = 10.0   # estimate where a profile has no CPU power figure
 DEFAULT_GPU_W = 300.0
@@ -282,7 +281,9 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     if placement.devices > 1 and op.rate is Rate.TRAINING:  # DistributedDataParallel, every step
         terms["overhead_s"] += op.collectives(p) * rates.ddp_step_s(device)
     terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
-    terms["communication_s"] = _communication_s(op, p, itemsize, placement, hw) if placement.devices > 1 else 0.0
+    if placement.devices > 1:
+        link = comms.link_of(placement, hw.network, hw.gpus[0] if hw.gpus else None, hw.node.cpu)
+        terms["communication_s"] = comms.communication_s(op, p, itemsize, placement, link)
 
     terms, basis = _learned(job, placement, hw, terms, device, share) if calibrated and hw.calibration else (terms, "model")
     predicted = combine(terms)
@@ -349,38 +350,6 @@ def _transfer_s(op: Op, p: dict, itemsize: int, placement: Placement, hw: Hardwa
     if placement.device == "cpu" and data == "device" and hw.gpus:
         return in_bytes / rates.d2h_bandwidth(hw.gpus[0], nbytes=in_bytes)
     return 0.0
-
-
-def link_of(placement: Placement, hw: Hardware) -> tuple[float, float]:
-    """Bandwidth (bytes/s) and latency (s) of the slowest link a gang's collectives cross: the
-    network between nodes; within a node GPU to GPU (NVLink, else PCIe), or host memory for CPU
-    ranks and stand-ins (gloo over loopback)."""
-    if placement.nodes > 1 and hw.network is not None:
-        return hw.network.bandwidth, hw.network.latency_s
-    if placement.device == "gpu" and hw.gpus and not hw.gpus[0].stand_in:
-        gpu = hw.gpus[0]
-        return rates.peer_bandwidth(gpu), gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
-    return rates.memory_bandwidth(hw.node.cpu) / 4, LOOPBACK_LATENCY_S
-
-
-def _communication_s(op: Op, p: dict, itemsize: int, placement: Placement, hw: Hardware) -> float:
-    """Seconds of a gang's collectives in one execution, one formula per pattern over the
-    slowest link they cross (`link_of`), ring algorithms (Patarasuk & Yuan, 2009) over n ranks:
-    - all-reduce of S bytes: 2(n-1)/n x S / B + 2(n-1) x latency, per tensor for the latency;
-    - all-gather of a result of S bytes (matmul's row blocks): (n-1)/n x S / B + (n-1) x latency;
-    - two barriers (each a tiny all-reduce) around every execution.
-    Dot and sum all-reduce their partial once; k-means its sums, counts and inertia every
-    iteration; training its gradients every step (DDP, in buckets); axpy exchanges nothing."""
-    n = placement.devices
-    bandwidth, latency = link_of(placement, hw)
-    barriers = 2 * 2 * (n - 1) * latency
-    if op.split is Split.ROW_BLOCKS:
-        return barriers + (n - 1) / n * op.output_bytes(p, itemsize) / bandwidth + (n - 1) * latency
-    if op.split not in (Split.SHARDS_REDUCE, Split.DATA_PARALLEL):
-        return barriers
-    reduced, tensors = op.collective_bytes(p, itemsize), op.collective_tensors(p)
-    per_round = 2 * (n - 1) / n * reduced / bandwidth + tensors * 2 * (n - 1) * latency
-    return barriers + op.collectives(p) * per_round
 
 
 def candidates(hw: Hardware) -> list[Placement]:
