@@ -23,6 +23,11 @@
   model) over FIT_REACH_DECADES decades, and a prediction never goes below the device's roofline
   (flops / its fastest theoretical peak). `basis: fit`.
 
+A LAPACK op's runs at sizes of different alignment (a Cholesky of 1024 runs 3-4x slower per FLOP
+than one of 1000 on MKL) make one curve: each time divided by the penalty the profile measured
+for its alignment (alignment.py), each prediction multiplied by its own; the factors apply to
+the model's terms, which carry the penalty already.
+
 A dtype is learnt from its own runs only: float64 never borrows float32's factors. Stored in
 `$ORCH_HOME/calibration/<profile>.yaml`.
 """
@@ -140,6 +145,7 @@ class Sample:
     measured_s: float
     flops: float
     dispatch_s: float = 0.0
+    penalty: float = 1.0  # the alignment penalty its terms carry (alignment.py): a curve divides it out
 
 
 def calibration_path(profile: str) -> Path:
@@ -183,13 +189,20 @@ def _predict_form(test: list[Sample], train: list[Sample], form: str) -> np.ndar
     knots, low, high = fit_curve(train)
     group = Factors(op="", device="", dtype="", samples=0, sizes=0, overhead=1.0, work=high, work_low=low,
                     form="curve", curve=knots, median_error_before=0, median_error_after=0)
-    return np.array([group.time_at(s.flops) or float(_predict([s], 1.0, low if s.flops < knots[0][0] else high)[0])
+    return np.array([_curve_time(group, s) or float(_predict([s], 1.0, low if s.flops < knots[0][0] else high)[0])
                      for s in test])
 
 
+def _curve_time(group: Factors, s: Sample) -> float | None:
+    """A curve's time for this sample, with the sample's alignment penalty on."""
+    seconds = group.time_at(s.flops)
+    return None if seconds is None else seconds * s.penalty
+
+
 def fit_curve(samples: list[Sample]) -> tuple[list[tuple[float, float]], float, float]:
-    """The measured time at each size of the samples (the median over that size's), cleaned
-    from the smallest up so that more work never takes less time; and the work factor the
+    """The measured time at each size of the samples (the median over that size's, each divided
+    by its alignment penalty), cleaned from the smallest up so that more work never takes less
+    time; and the work factor the
     smallest and the largest size imply, (measured - overhead - fixed) / work with the model's
     overhead as it is, between CURVE_LOW and CURVE_HIGH: what answers beyond the sizes."""
     by_size: dict[float, list[Sample]] = {}
@@ -197,13 +210,13 @@ def fit_curve(samples: list[Sample]) -> tuple[list[tuple[float, float]], float, 
         by_size.setdefault(round(math.log(s.flops), 3), []).append(s)
     knots: list[tuple[float, float]] = []
     for size in sorted(by_size):
-        seconds = statistics.median(s.measured_s for s in by_size[size])
+        seconds = statistics.median(s.measured_s / s.penalty for s in by_size[size])
         flops = statistics.median(s.flops for s in by_size[size])
         knots.append((flops, max(seconds, knots[-1][1]) if knots else seconds))
 
     def implied(members: list[Sample], seconds: float) -> float:
         """The work factor that gives the knot's (cleaned) time at that size."""
-        factors = [(seconds - s.overhead_s - s.fixed_s) / s.work_s for s in members if s.work_s > 0]
+        factors = [(seconds * s.penalty - s.overhead_s - s.fixed_s) / s.work_s for s in members if s.work_s > 0]
         return min(max(statistics.median(factors), CURVE_LOW), CURVE_HIGH) if factors else 1.0
 
     ends = sorted(by_size)
@@ -342,7 +355,7 @@ def summary_errors(samples: list[Sample], calibration: Calibration | None) -> di
     errors = []
     for s in samples:
         factors = calibration.factors(s.op, s.device, s.dtype) if calibration else None
-        curve = factors.time_at(s.flops) if factors else None
+        curve = _curve_time(factors, s) if factors else None
         if curve is not None:
             errors.append(abs(curve - s.measured_s) / s.measured_s)
             continue

@@ -18,6 +18,8 @@ from typing import Any
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import comms, rates
+from orchestrator.cost.alignment import alignment, split_references
+from orchestrator.cost.alignment import penalties as aligned_penalties
 from orchestrator.ops import ITEMSIZE, Op, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -78,7 +80,7 @@ class Hardware:
         scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for kind, op, benches in self._op_benchmarks():
             found = (self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
-                     for bench in benches if bench.dtype != "float64")
+                     for bench in split_references(kind, get_op(op), benches)[0])
             points = [point for point in found if point]
             if points:
                 scales[(kind, op)] = rates.monotone_scale(sorted(points))
@@ -103,6 +105,27 @@ class Hardware:
             if found:
                 ratios[(kind, op)] = statistics.median(found)
         return ratios
+
+    @functools.cached_property
+    def alignment_penalties(self) -> dict[tuple[str, str], dict[int, float]]:
+        """(device kind, op) -> {alignment: how much slower than the op's scale its references of
+        that alignment ran} (cost/alignment.py, `penalties`)."""
+        penalties: dict[tuple[str, str], dict[int, float]] = {}
+        for kind, op, benches in self._op_benchmarks():
+            ratios: dict[int, list[float]] = {}
+            for bench in split_references(kind, get_op(op), benches)[1]:
+                point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
+                if point and (kind, op) in self.op_scales:
+                    ratios.setdefault(alignment(get_op(op), bench.params), []).append(
+                        point[1] / self.op_scale(kind, op, point[0]))
+            if ratios:
+                penalties[(kind, op)] = aligned_penalties(ratios)
+        return penalties
+
+    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any]) -> float:
+        """The measured penalty of these parameters' alignment (1 where none was measured)."""
+        found = self.alignment_penalties.get((kind, op))
+        return found.get(alignment(get_op(op), params), 1.0) if found else 1.0
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
         devices = (("cpu", self.node.cpu), ("gpu", self.gpus[0] if self.gpus else None))
@@ -272,6 +295,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
             scale = hw.op_scale(kind, like, _work(terms), job.dtype)
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
+            else:
+                scale *= hw.alignment_penalty(kind, op.name, p)
             for term in WORK_TERMS:
                 terms[term] *= scale
         # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
@@ -315,6 +340,7 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     flops = get_op(job.op).flops(job.params)
     curve = factors.time_at(flops) if placement.devices == 1 else None  # the curve's sizes ran on one device
     if curve is not None:
+        curve *= hw.alignment_penalty(rates.kind_of(device), job.op, job.params)  # the curve has it divided out
         scale = curve / combine(terms)
         return {name: value * scale for name, value in terms.items()}, "fit"
     work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))

@@ -85,7 +85,8 @@ def samples_from(rows: list[JobRow], hw: Hardware) -> list[Sample]:
         found.append(Sample(op=row.op, device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
                             work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
                             measured_s=row.measured_s, flops=max(op.flops(row.params), 1.0),
-                            dispatch_s=t["dispatch_s"]))
+                            dispatch_s=t["dispatch_s"],
+                            penalty=hw.alignment_penalty(placement.device, row.op, row.params)))
     return found
 
 

@@ -30,12 +30,14 @@ CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
     # harness runs (the median of single calls, each allocating its result)
     "matmul": [{"m": 256, "n": 256, "k": 256}, {"m": 1024, "n": 1024, "k": 1024}],
     "batched_matmul": [{"batch": 128, "m": 128, "n": 128, "k": 128}, {"batch": 256, "m": 256, "n": 256, "k": 256}],
-    "solve": [{"n": 1024, "nrhs": 1}, {"n": 2048, "nrhs": 1}],
-    "cholesky": [{"n": 1024}, {"n": 2048}],
-    "qr": [{"m": 2048, "n": 512}, {"m": 4096, "n": 1024}],
-    "svd": [{"m": 1024, "n": 256}, {"m": 2048, "n": 512}],
-    "eigh": [{"n": 512}, {"n": 1024}],
-    "lstsq": [{"m": 4096, "n": 256}, {"m": 8192, "n": 512}],
+    # the factorisations at sizes that are multiples of neither 128 nor 512 (where LAPACK runs
+    # slow: ALIGNED_REFERENCE)
+    "solve": [{"n": 1000, "nrhs": 1}, {"n": 2000, "nrhs": 1}],
+    "cholesky": [{"n": 1000}, {"n": 2000}],
+    "qr": [{"m": 2000, "n": 500}, {"m": 4000, "n": 1000}],
+    "svd": [{"m": 1000, "n": 250}, {"m": 2000, "n": 500}],
+    "eigh": [{"n": 500}, {"n": 1000}],
+    "lstsq": [{"m": 4000, "n": 250}, {"m": 8000, "n": 500}],
     "fft": [{"n": 1 << 20}, {"n": 1 << 22}],
     # k-means: a small one of few features and clusters, where per-sample index work (argmin
     # over short rows, one-hot, bincount) outweighs the GEMMs, and a large one
@@ -69,6 +71,19 @@ _GPU_LARGE: dict[str, list[dict[str, Any]]] = {
 
 GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.items()}
 
+# LAPACK's factorisations on the CPU again at two multiples of 512 and one multiple of 128 (not
+# of 512) in the aligned dimension (`Op.aligned_size`): what they run slower than the op's scale
+# is the penalty of their class, the median of its references (cost/alignment.py). MKL here: a
+# Cholesky of 1024 3.6x slower per FLOP than of 1000, of 2048 2.8x, of 896 1.25x.
+ALIGNED_REFERENCE: dict[str, list[dict[str, Any]]] = {
+    "solve": [{"n": 1024, "nrhs": 1}, {"n": 2048, "nrhs": 1}, {"n": 896, "nrhs": 1}],
+    "cholesky": [{"n": 1024}, {"n": 2048}, {"n": 896}],
+    "qr": [{"m": 2048, "n": 512}, {"m": 4096, "n": 1024}, {"m": 2000, "n": 384}],
+    "svd": [{"m": 1024, "n": 512}, {"m": 2048, "n": 512}, {"m": 1000, "n": 256}],
+    "eigh": [{"n": 512}, {"n": 1024}, {"n": 384}],
+    "lstsq": [{"m": 4096, "n": 512}, {"m": 8192, "n": 512}, {"m": 4000, "n": 256}],
+}
+
 # float64 runs each op's kernel at float64's own level (cost/model.py, `float64_ratios`): on an
 # H100 cuSOLVER's float64 qr and svd took 2x what float32's scale said, its eigh half. Timed at
 # the first two references (the level is their median: one alone varied 2x between two quick
@@ -80,7 +95,8 @@ def references(op: str, device: str) -> list[tuple[dict[str, Any], str]]:
     """(params, dtype) of every reference run of `op` on a "cpu" or "gpu"."""
     sizes = (GPU_REFERENCE if device == "gpu" else CPU_REFERENCE)[op]
     wide = sizes[:2] if op in FLOAT64_OPS else []
-    return [(params, "float32") for params in sizes] + [(params, "float64") for params in wide]
+    aligned = ALIGNED_REFERENCE.get(op, []) if device == "cpu" else []
+    return [(params, "float32") for params in [*sizes, *aligned]] + [(params, "float64") for params in wide]
 
 
 GPU_WARMUP = 3

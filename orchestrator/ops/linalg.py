@@ -47,6 +47,9 @@ class _Square(Op):
     def calls(self, p: dict[str, Any], device: str) -> int:
         return _panels(p["n"])
 
+    def aligned_size(self, p: dict[str, Any]) -> int | None:
+        return int(p["n"])
+
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         return {"a": _dominant(p["n"], dtype, gen, device, symmetric=True)}
 
@@ -142,6 +145,9 @@ class _Tall(Op):
 
     def calls(self, p: dict[str, Any], device: str) -> int:
         return _panels(min(p["m"], p["n"]))
+
+    def aligned_size(self, p: dict[str, Any]) -> int | None:
+        return int(min(p["m"], p["n"]))  # the panel width: qr of 2000 x 512 runs slower than 2048 x 500
 
     def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
         # LAPACK works on a copy of A, and the check rebuilds A in float64

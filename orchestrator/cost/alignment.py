@@ -1,0 +1,56 @@
+"""LAPACK's slow sizes. On this project's 2-core VM (MKL, as torch 2.13's CPU build ships it) a
+Cholesky of n = 1024 took 11 ms where n = 1000 and n = 1040 took 2.8 and 3.1 ms: 3.6x the time
+per FLOP. n = 512, 1536 and 2048 ran 2-2.8x slow; 640, 768, 896 and 1152 1.25-1.4x; a solve
+1.9x at 1024; qr, svd, eigh and lstsq 1.05-1.3x at multiples of 512 (docs/cost-model.md, "op
+scale"). A leading dimension that is a multiple of a large power of two maps a panel's columns
+onto the same cache sets; how much that costs depends on the library and the CPU, so the
+model cannot derive it and the profile measures it.
+
+Each LAPACK op's CPU references sit at sizes that are multiples of neither alignment below, and
+two more at sizes that are: one of each. What each of those measured over the op's scale read at
+its work is the penalty of its class, and it multiplies the work of every job of that class.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from orchestrator.ops import Op
+
+ALIGNMENTS = (512, 128)  # the classes, most aligned first: a multiple of 512, else of 128
+
+
+def alignment(op: Op, params: dict[str, Any]) -> int:
+    """The largest of ALIGNMENTS that divides the op's aligned size (0: none does, or the op's
+    speed does not depend on it)."""
+    size = op.aligned_size(params)
+    if not size:
+        return 0
+    return next((a for a in ALIGNMENTS if size % a == 0), 0)
+
+
+def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
+    """Each measured class's penalty from what its references ran slower than the op's scale:
+    their median, never below 1 nor below a less aligned class's (0.97-1.05 is what the classes
+    of an op without a penalty measure here: noise, not a speed-up), so that growing a size by
+    a whole factor, which never makes it less aligned, never predicts less time."""
+    found, floor = {}, 1.0
+    for size in reversed(ALIGNMENTS):
+        if size in ratios:
+            floor = found[size] = max(floor, statistics.median(ratios[size]))
+    return found
+
+
+def split_references(kind: str, op: Op, benches: list[Any]) -> tuple[list[Any], list[Any]]:
+    """An op's references other than float64's, split into those its scale is read from and
+    those that measure an alignment's penalty: on a CPU whose profile has references of both
+    kinds; otherwise all make the scale (a profile from before the penalty was measured, a
+    GPU's: cuSOLVER's was not measured)."""
+    plain = [bench for bench in benches if bench.dtype != "float64"]
+    aligned = [bench for bench in plain if kind == "cpu" and alignment(op, bench.params)]
+    unaligned = [bench for bench in plain if bench not in aligned]
+    return (unaligned, aligned) if unaligned and aligned else (plain, [])
+
+
+__all__ = ["ALIGNMENTS", "alignment", "penalties", "split_references"]
