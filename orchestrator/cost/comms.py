@@ -1,5 +1,6 @@
-"""A gang's communication: the slowest link its collectives cross, and the seconds its
-collectives take over it in one execution (docs/cost-model.md, "communication")."""
+"""What a job moves: the copies one execution makes between host and device, and a gang's
+communication, the slowest link its collectives cross and the seconds its collectives take
+over it (docs/cost-model.md, "transfer" and "communication")."""
 
 from __future__ import annotations
 
@@ -9,6 +10,30 @@ from orchestrator.placement import Placement
 from orchestrator.profile.model import CpuProfile, GpuProfile, Network
 
 LOOPBACK_LATENCY_S = 5e-5  # gloo over TCP on one host: a small message, there and back
+
+
+def transfer_s(op: Op, p: dict, itemsize: int, placement: Placement, gpu: GpuProfile | None, data: str) -> float:
+    """Seconds of the copies one execution makes between host and device, as the harness and
+    the gang's ranks make them: a GPU job with `data: host` copies its inputs in (each rank its
+    shard and the replicated part, the ranks of a node sharing its host memory) and, on one
+    GPU, its result out (a gang's result stays on its ranks); a CPU job with `data: device`
+    copies its inputs out of the GPU."""
+    n = placement.devices
+    split = op.split is not Split.NONE and n > 1
+    in_bytes, out_bytes = op.input_bytes(p, itemsize), op.output_bytes(p, itemsize)
+    repl_bytes = op.replicated_elements(p) * itemsize
+    if placement.device == "gpu" and data == "host" and gpu is not None:
+        gpus_here = placement.gpus if split else 1
+        h2d = (in_bytes - repl_bytes) / placement.nodes + repl_bytes * gpus_here
+        latency = gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
+        # host inputs are ordinary (pageable) memory, as the harness makes them and as NumPy's are
+        seconds = h2d / rates.h2d_bandwidth(gpu, nbytes=h2d) + latency
+        if n == 1:
+            seconds += out_bytes / rates.d2h_bandwidth(gpu, nbytes=out_bytes) + latency
+        return seconds
+    if placement.device == "cpu" and data == "device" and gpu is not None:
+        return in_bytes / rates.d2h_bandwidth(gpu, nbytes=in_bytes)
+    return 0.0
 
 
 def link_of(placement: Placement, network: Network | None, gpu: GpuProfile | None,

@@ -20,7 +20,7 @@ from orchestrator.cost import calibration as learned
 from orchestrator.cost import comms, rates
 from orchestrator.cost.alignment import alignment, split_references
 from orchestrator.cost.alignment import penalties as aligned_penalties
-from orchestrator.ops import ITEMSIZE, Op, Rate, Split
+from orchestrator.ops import ITEMSIZE, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.profile.model import GpuProfile, Network, NodeProfile
@@ -305,7 +305,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         terms["compute_s"] += rates.softmax_s(device, op.softmax_elements(p)) / share
     if placement.devices > 1 and op.rate is Rate.TRAINING:  # DistributedDataParallel, every step
         terms["overhead_s"] += op.collectives(p) * rates.ddp_step_s(device)
-    terms["transfer_s"] = _transfer_s(op, p, itemsize, placement, hw, job.data)
+    terms["transfer_s"] = comms.transfer_s(op, p, itemsize, placement, hw.gpus[0] if hw.gpus else None, job.data)
     if placement.devices > 1:
         link = comms.link_of(placement, hw.network, hw.gpus[0] if hw.gpus else None, hw.node.cpu)
         terms["communication_s"] = comms.communication_s(op, p, itemsize, placement, link)
@@ -351,31 +351,6 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     floor = flops / share / peak if peak else 0.0
     fitted["compute_s"] = max(fitted["compute_s"], floor)  # no faster than the device can go
     return fitted, "fit"
-
-
-def _transfer_s(op: Op, p: dict, itemsize: int, placement: Placement, hw: Hardware, data: str) -> float:
-    """Seconds of the copies one execution makes between host and device, as the harness and
-    the gang's ranks make them: a GPU job with `data: host` copies its inputs in (each rank its
-    shard and the replicated part, the ranks of a node sharing its host memory) and, on one
-    GPU, its result out (a gang's result stays on its ranks); a CPU job with `data: device`
-    copies its inputs out of the GPU."""
-    n = placement.devices
-    split = op.split is not Split.NONE and n > 1
-    in_bytes, out_bytes = op.input_bytes(p, itemsize), op.output_bytes(p, itemsize)
-    repl_bytes = op.replicated_elements(p) * itemsize
-    if placement.device == "gpu" and data == "host":
-        gpu = hw.gpus[0]
-        gpus_here = placement.gpus if split else 1
-        h2d = (in_bytes - repl_bytes) / placement.nodes + repl_bytes * gpus_here
-        latency = gpu.transfer_latency_s or rates.DEFAULT_TRANSFER_LATENCY_S
-        # host inputs are ordinary (pageable) memory, as the harness makes them and as NumPy's are
-        seconds = h2d / rates.h2d_bandwidth(gpu, nbytes=h2d) + latency
-        if n == 1:
-            seconds += out_bytes / rates.d2h_bandwidth(gpu, nbytes=out_bytes) + latency
-        return seconds
-    if placement.device == "cpu" and data == "device" and hw.gpus:
-        return in_bytes / rates.d2h_bandwidth(hw.gpus[0], nbytes=in_bytes)
-    return 0.0
 
 
 def candidates(hw: Hardware) -> list[Placement]:
