@@ -260,3 +260,39 @@ def test_runs_at_aligned_and_other_sizes_make_one_curve():
         got = predict(Job("c", "cholesky", {"n": n}), cpu, learnt)
         assert got.basis == "fit"
         assert got.predicted_s == pytest.approx(bent(n), rel=0.05), n
+
+
+def _with_one_thread_references(op: str, params: list[dict], all_cores: float, one: float):
+    """This VM's measured profile with `op`'s CPU references replaced: at `params`, the work
+    taken `all_cores` times what the bare model says on all the cores, `one` times on one."""
+    node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml")).model_copy(deep=True)
+    bare = hardware_for(node, calibrated=False)
+    benches = []
+    for p in params:
+        raw = predict(Job("r", op, p), candidates(bare)[0], bare, scaled=False, calibrated=False)
+        work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
+        for threads, scale in ((None, all_cores), (1, one)):
+            benches.append(OpBenchmark(params=p, dtype="float32", data="host", threads=threads,
+                                       measured_s=raw.predicted_s + (scale - 1) * work))
+    node.cpu.op_benchmarks[op] = benches
+    return hardware_for(node, calibrated=False)
+
+
+def test_a_cpu_job_runs_on_one_thread_where_its_references_ran_faster_so():
+    """qr measured 2.5x faster on one thread than on all the cores (as on this VM: 11 ms against
+    28 ms at 2048 x 256): one thread is chosen, at its own scale; matmul, slower on one thread,
+    stays on all the cores. A recorded run's thread count is predicted as it ran."""
+    sizes = [{"m": 2000, "n": 500}, {"m": 4000, "n": 1000}]
+    hw = _with_one_thread_references("qr", sizes, all_cores=2.5, one=1.0)
+    cpu = candidates(hw)[0]
+    job = Job("q", "qr", {"m": 3000, "n": 300})
+    chosen, wide = predict(job, cpu, hw), predict(job, cpu, hw, threads=2)
+    assert chosen.threads == 1 and wide.threads is None
+    work = ("compute_s", "memory_s")
+    assert max(wide.terms[t] for t in work) == pytest.approx(2.5 * max(chosen.terms[t] for t in work), rel=1e-6)
+    assert predict(job, cpu, hw, threads=1).predicted_s == chosen.predicted_s
+    float64 = predict(Job("q", "qr", {"m": 3000, "n": 300}, "float64"), cpu, hw)
+    assert float64.threads == 1
+    slow = _with_one_thread_references("matmul", [{"m": 256, "n": 256, "k": 256}, {"m": 1024, "n": 1024, "k": 1024}],
+                                       all_cores=1.0, one=1.9)
+    assert predict(Job("m", "matmul", {"m": 512, "n": 512, "k": 512}), cpu, slow).threads is None

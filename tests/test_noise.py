@@ -144,3 +144,22 @@ def test_a_run_with_repeats_auto_reports_its_noise_and_is_history_next_time(tmp_
     assert {job["basis"] for job in json.loads(plan.stdout)["jobs"]} == {"history"}
     shown = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "--no-learn")
     assert "noise (cpu): the sentinel's speed varied" in shown.stdout
+
+
+def test_a_cpu_probe_runs_at_the_profiles_width_whatever_the_job_asked():
+    """A job on one thread probed at one thread read 2x slow; the probe sizes the pools to every
+    core this process may use, and gives them back."""
+    import os
+
+    import torch
+
+    from orchestrator.execute import sentinel
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        found = sentinel.probe(torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+        assert found["threads"] == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)

@@ -320,3 +320,27 @@ def test_the_run_table_keeps_one_line_a_job_at_80_columns():
         rows = [line for line in lines if "gemm-sweep" in line]
         assert len(rows) == 3, out.getvalue()  # no job wraps onto a second line
         assert all(worker in out.getvalue() for worker in workers)  # spelled out beneath the table
+
+
+def test_a_job_faster_on_one_thread_runs_on_one(measured_profile, tmp_path):
+    """A profile whose dot ran 10x faster on one thread than on all the cores, and whose matmul
+    ran 10x slower so: the plan puts dot on one thread, the worker runs it so, and matmul on the
+    cores it is given."""
+    import yaml
+
+    data = yaml.safe_load(measured_profile.read_text())
+    for op, single in (("dot", 0.1), ("matmul", 10.0)):
+        benches = [b for b in data["cpu"]["op_benchmarks"][op] if b.get("threads") != 1]
+        data["cpu"]["op_benchmarks"][op] = benches + [
+            {**b, "threads": 1, "measured_s": b["measured_s"] * single} for b in benches if b.get("dtype") == "float32"]
+    profile = tmp_path / "one-thread.yaml"
+    profile.write_text(yaml.safe_dump(data))
+    workload = tmp_path / "w.yaml"
+    workload.write_text("version: 1\nname: w\njobs:\n  - {name: d, op: dot, n: 4M}\n"
+                        "  - {name: m, op: matmul, m: 256, n: 256, k: 256}\n")
+    plan = json.loads(orch("plan", str(workload), "--profile", str(profile), "-f", "json").stdout)
+    assert {job["name"]: job["threads"] for job in plan["jobs"]} == {"d": 1, "m": None}
+    result = _run(str(workload), "--profile", str(profile))
+    assert result.returncode == 0, result.stderr
+    threads = {job["name"]: job["threads"] for job in json.loads(result.stdout)["jobs"]}
+    assert threads["d"] == 1 and threads["m"] == (os.cpu_count() or 1)

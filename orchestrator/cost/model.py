@@ -36,6 +36,7 @@ DEFAULT_GPU_W = 300.0
 # curve (a batch of 128x128 products keeps both cores busy, where one 128^3 product does not),
 # which a user's kernel need not do; borrowed, that made attention predicted 2-3x fast.
 BORROWED_SCALE_AT_LEAST = 1.0
+ONE_THREAD = "cpu:1"  # the kind of a CPU's references timed on one thread (Hardware.op_scales)
 # dispatch_s: the launches a GPU overlaps with its work (0 on a CPU); see combine()
 TERMS = ("overhead_s", "dispatch_s", "compute_s", "memory_s", "transfer_s", "communication_s")
 
@@ -128,13 +129,17 @@ class Hardware:
         return found.get(alignment(get_op(op), params), 1.0) if found else 1.0
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
-        devices = (("cpu", self.node.cpu), ("gpu", self.gpus[0] if self.gpus else None))
-        return [(kind, op, benches) for kind, device in devices if device is not None
-                for op, benches in device.op_benchmarks.items()]
+        """(kind, op, references): a CPU's references on one thread make a kind of their own."""
+        found = [("gpu", op, benches) for op, benches in (self.gpus[0].op_benchmarks if self.gpus else {}).items()]
+        for op, benches in self.node.cpu.op_benchmarks.items():
+            found.append(("cpu", op, [bench for bench in benches if bench.threads != 1]))
+            found.append((ONE_THREAD, op, [bench for bench in benches if bench.threads == 1]))
+        return [(kind, op, benches) for kind, op, benches in found if benches]
 
     def _raw(self, kind: str, op: str, params: dict[str, Any], dtype: str, data: str) -> Prediction:
         job = Job(name="reference", op=op, params=params, dtype=dtype, data=data)
-        return predict(job, Placement(kind, 1 if kind == "gpu" else 0), self, scaled=False, calibrated=False)
+        return predict(job, Placement("gpu", 1) if kind == "gpu" else Placement("cpu"), self, scaled=False,
+                       calibrated=False)
 
     def _scale_point(self, kind: str, op: str, params: dict[str, Any], dtype: str, data: str,
                      measured_s: float) -> tuple[float, float] | None:
@@ -154,8 +159,8 @@ class Hardware:
         flat beyond them; float64 at its own level (`float64_ratios`) where it was measured."""
         points = self.op_scales.get((kind, op))
         scale = rates.scale_at(points, work_s) if points else 1.0
-        if dtype == "float64":
-            scale *= self.float64_ratios.get((kind, op), 1.0)
+        if dtype == "float64":  # one thread: all the cores' level
+            scale *= self.float64_ratios.get((kind, op)) or self.float64_ratios.get(("cpu", op), 1.0)
         return scale
 
 
@@ -200,6 +205,7 @@ class Prediction:
     cost_usd: float | None = None
     energy_j: float | None = None
     basis: str = "model"  # which tier answered: history, fit or model (cost/calibration.py)
+    threads: int | None = None  # 1: a CPU job runs on one thread, faster so; None: on the cores it is given
 
     def objective_value(self, objective: str) -> float:
         value = {"time": self.predicted_s, "cost": self.cost_usd, "energy": self.energy_j}[objective]
@@ -259,10 +265,13 @@ def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
     return None
 
 
-def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, calibrated: bool = True) -> Prediction:
+def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, calibrated: bool = True,
+            threads: int | None = None) -> Prediction:
     """Predicted seconds of one execution of `job` on `placement` (the contract's measured_s).
     `scaled=False` leaves out the op's measured scale (how the scale itself is derived);
-    `calibrated=False` the factors learned from recorded runs (how those are fitted)."""
+    `calibrated=False` the factors learned from recorded runs (how those are fitted). A CPU job
+    runs on one thread where its op's one-thread references say that is faster
+    (`Prediction.threads`); `threads` 1 or another count asks for that one (a recorded run's)."""
     problem = _feasibility(job, placement, hw)
     if problem:
         return _infeasible(placement, problem)
@@ -273,7 +282,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     split = op.split is not Split.NONE and placement.devices > 1
     share = placement.devices if split else 1
 
-    terms = dict.fromkeys(TERMS, 0.0)
+    terms, one_thread = dict.fromkeys(TERMS, 0.0), False
     serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped
@@ -297,6 +306,10 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
                 scale *= hw.alignment_penalty(kind, op.name, p)
+                single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype) * hw.alignment_penalty(
+                    kind, op.name, p)
+                if single and (threads == 1 or (threads is None and single < scale)):
+                    scale, one_thread = single, True
             for term in WORK_TERMS:
                 terms[term] *= scale
         # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
@@ -312,7 +325,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
 
     terms, basis = _learned(job, placement, hw, terms, device, share) if calibrated and hw.calibration else (terms, "model")
     predicted = combine(terms)
-    prediction = Prediction(placement, True, predicted, bound_of(terms), terms=terms, basis=basis)
+    prediction = Prediction(placement, True, predicted, bound_of(terms), terms=terms, basis=basis,
+                            threads=1 if one_thread else None)
     if job.data == "device" and not hw.gpus:
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"
     price = hw.node.price_usd_per_hour
@@ -322,6 +336,15 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         prediction.feasible = False
         prediction.note = f"predicted ${prediction.cost_usd:.4g} exceeds max_cost_usd {job.max_cost_usd}"
     return prediction
+
+
+def _one_thread_scale(hw: Hardware, op: str, placement: Placement, work_s: float, dtype: str) -> float:
+    """The op's measured scale on one thread of the CPU at this much work (0: not measured, or
+    a gang's or a GPU's job). One thread beats all of them where a kernel's threads wait on each
+    other: qr of 2048 x 256 took 11 ms on one thread of this VM and 28 ms on both."""
+    if placement.device != "cpu" or placement.devices > 1 or (ONE_THREAD, op) not in hw.op_scales:
+        return 0.0
+    return hw.op_scale(ONE_THREAD, op, work_s, dtype)
 
 
 def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, float], device: rates.Device,

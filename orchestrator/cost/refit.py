@@ -78,7 +78,7 @@ def samples_from(rows: list[JobRow], hw: Hardware) -> list[Sample]:
         placement = Placement.parse(row.placement)
         job = Job(name=row.name, op=row.op, params=row.params, dtype=row.dtype or "float32",
                   data=row.data or "host")
-        raw = predict(job, placement, hw, calibrated=False)
+        raw = predict(job, placement, hw, calibrated=False, threads=(row.detail or {}).get("threads"))
         if not raw.feasible:
             continue
         t = raw.terms

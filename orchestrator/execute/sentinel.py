@@ -11,6 +11,7 @@ and the run reports the probes' spread as its noise.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -35,7 +36,24 @@ def sync(device: torch.device) -> None:
 
 
 def probe(device: torch.device) -> dict[str, Any]:
-    """Best of BEST_OF timings of the fixed GEMM and the copy on `device`, after WARM of each."""
+    """Best of BEST_OF timings of the fixed GEMM and the copy on `device`, after WARM of each;
+    on a CPU with torch's pools at the width the profile probed at (all the cores it may use),
+    whatever the job about to run asked for (a job on one thread probed 2x slow)."""
+    if device.type != "cpu" or torch.get_num_threads() == _width():
+        return _probe(device)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(_width())
+    try:
+        return _probe(device)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _width() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _probe(device: torch.device) -> dict[str, Any]:
     first = str(device) not in _made
     a, b, src, dst = _inputs(device)
 
@@ -56,7 +74,7 @@ def probe(device: torch.device) -> dict[str, Any]:
             best(lambda: torch.mm(a, b))
             best(lambda: dst.copy_(src))
     return {"device": device.type, "gemm_s": best(lambda: torch.mm(a, b)), "copy_s": best(lambda: dst.copy_(src)),
-            "at": time.time()}
+            "at": time.time(), **({"threads": torch.get_num_threads()} if device.type == "cpu" else {})}
 
 
 _made: dict[str, tuple[Any, ...]] = {}

@@ -91,12 +91,16 @@ ALIGNED_REFERENCE: dict[str, list[dict[str, Any]]] = {
 FLOAT64_OPS = tuple(op for op in CPU_REFERENCE if not op.startswith("train_"))
 
 
-def references(op: str, device: str) -> list[tuple[dict[str, Any], str]]:
-    """(params, dtype) of every reference run of `op` on a "cpu" or "gpu"."""
+def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any], str, int | None]]:
+    """(params, dtype, threads) of every reference run of `op` on a "cpu" of `cores` or a "gpu":
+    threads None runs on all the cores, 1 on one (a CPU's float32 references again, where it
+    has more than one core: the planner runs a job on one thread where that is faster)."""
     sizes = (GPU_REFERENCE if device == "gpu" else CPU_REFERENCE)[op]
     wide = sizes[:2] if op in FLOAT64_OPS else []
     aligned = ALIGNED_REFERENCE.get(op, []) if device == "cpu" else []
-    return [(params, "float32") for params in [*sizes, *aligned]] + [(params, "float64") for params in wide]
+    single = sizes if device == "cpu" and cores > 1 else []
+    return ([(params, "float32", None) for params in [*sizes, *aligned]] + [(params, "float64", None) for params in wide]
+            + [(params, "float32", 1) for params in single])
 
 
 GPU_WARMUP = 3
@@ -114,7 +118,8 @@ def measure(op: str, params: dict[str, Any], placement: str, threads: int | None
                 data="device" if on_gpu else "host", repeats=GPU_REPEATS if on_gpu else 2,
                 warmup=GPU_WARMUP if on_gpu else 1, threads=threads)
     result = execute(task, gpu_ids)
-    return OpBenchmark(params=params, dtype=dtype, data=task.data, measured_s=result.measured_s)
+    return OpBenchmark(params=params, dtype=dtype, data=task.data, measured_s=result.measured_s,
+                       threads=1 if threads == 1 and not on_gpu else None)
 
 
 def faster(first: OpBenchmark, second: OpBenchmark) -> OpBenchmark:

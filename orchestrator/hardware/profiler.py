@@ -82,13 +82,17 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     cpu.softmax_s_per_element = bench_cpu.softmax_s_per_element("cpu", min_time_s=plan.min_time_s)
     for op in bench_ops.CPU_REFERENCE:
         step(f"cpu {op} kernel")
-        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", cpu.cores_logical, dtype=dtype)
-                                 for params, dtype in bench_ops.references(op, "cpu")]
+        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", threads or cpu.cores_logical, dtype=dtype)
+                                 for params, dtype, threads in bench_ops.references(op, "cpu", cpu.cores_logical)]
+    # one pass on one thread: a disturbed reference only reads slow, and the planner then keeps
+    # the job on all the cores, as it would without one
     step("cpu kernels again (the faster of two passes)")
     for op in bench_ops.CPU_REFERENCE:
-        cpu.op_benchmarks[op] = [bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical,
-                                                                           dtype=dtype))
-                                 for first, (params, dtype) in zip(cpu.op_benchmarks[op], bench_ops.references(op, "cpu"))]
+        cpu.op_benchmarks[op] = [
+            first if threads == 1 else
+            bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical, dtype=dtype))
+            for first, (params, dtype, threads) in zip(cpu.op_benchmarks[op],
+                                                       bench_ops.references(op, "cpu", cpu.cores_logical))]
     # last: np.dot wakes NumPy's BLAS threads, which then compete with torch's for the cores
     step(f"python loop vs vectorized dot (n={plan.loop_n})")
     cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
@@ -166,7 +170,7 @@ def _bench_gpus(gpus: list[GpuProfile], quick: bool, flags: list[str], step: Cal
             for op in bench_ops.GPU_REFERENCE:
                 step(f"gpu{gpu.index} {op} kernel")
                 gpu.op_benchmarks[op] = [bench_ops.measure(op, params, "gpu", None, [gpu.index], dtype=dtype)
-                                         for params, dtype in bench_ops.references(op, "gpu")]
+                                         for params, dtype, _ in bench_ops.references(op, "gpu")]
     if len(usable) > 1:
         step("gpu0 -> gpu1 peer bandwidth")
         a, b = (device_for(g) for g in usable[:2])

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from orchestrator.cost.model import TERMS
+from orchestrator.cost.model import TERMS, Prediction
 from orchestrator.errors import InputError, did_you_mean
 from orchestrator.plan.planner import JobPlan, Plan
 from orchestrator.units import seconds
@@ -39,6 +39,7 @@ def _job(jp: JobPlan, objective: str) -> dict[str, Any]:
         "op": jp.job.op,
         "objective": jp.job.objective or objective,
         "placement": str(chosen.placement) if chosen else None,
+        "threads": chosen.threads if chosen else None,
         "predicted_s": _round(chosen.predicted_s) if chosen else None,
         "basis": chosen.basis if chosen else None,
         "bound": chosen.bound if chosen else None,
@@ -93,7 +94,7 @@ def print_table(plan: Plan, console: Console) -> None:
         if jp.chosen is None:
             cells = [jp.job.name, "none", "-", "-", "-", "-"]
         else:
-            cells = [jp.job.name, str(jp.chosen.placement), seconds(jp.chosen.predicted_s), jp.chosen.basis,
+            cells = [jp.job.name, _where(jp.chosen), seconds(jp.chosen.predicted_s), jp.chosen.basis,
                      jp.chosen.bound, speedup]
         table.add_row(*map(Text, cells + ([jp.reason] if wide else [])))
     console.print(table)
@@ -106,6 +107,10 @@ def print_table(plan: Plan, console: Console) -> None:
         console.print(Text(f"note: {note}"))
 
 
+def _where(p: Prediction) -> str:
+    return f"{p.placement} (1 thread)" if p.threads == 1 else str(p.placement)
+
+
 def print_explain(plan: Plan, job_name: str, console: Console) -> None:
     match = [jp for jp in plan.jobs if jp.job.name == job_name]
     if not match:
@@ -115,7 +120,7 @@ def print_explain(plan: Plan, job_name: str, console: Console) -> None:
     params = ", ".join(f"{k}={v}" for k, v in jp.job.params.items())
     console.print(Text(f"{jp.job.name}: {jp.job.op}({params}) dtype={jp.job.dtype} data={jp.job.data}"))
     # one column per placement, one row per term: the headers stay whole at 80 columns
-    table = Table("", *[str(p.placement) + (" *" if p is jp.chosen else "") for p in jp.candidates])
+    table = Table("", *[_where(p) + (" *" if p is jp.chosen else "") for p in jp.candidates])
     for term in TERMS:
         table.add_row(term.removesuffix("_s"), *[seconds(p.terms[term]) if p.feasible else "-" for p in jp.candidates])
     table.add_row("predicted", *[seconds(p.predicted_s) if p.feasible else "-" for p in jp.candidates])

@@ -59,6 +59,7 @@ class OpBenchmark(_Strict):
     dtype: str = "float32"
     data: str = "host"
     measured_s: PositiveFloat
+    threads: int | None = None  # 1: timed on one thread (a CPU job may run faster so); None: all the cores
 
 
 class Sentinel(_Strict):

@@ -122,4 +122,4 @@ def contract_job(row: JobRow) -> dict[str, Any]:
             "measured_s": measured, "status": row.status if row.status in CONTRACT_JOB_STATUSES else JobStatus.FAILED,
             "attempts": row.attempts, "workers": row.workers or [], "error": row.error,
             "error_pct": error_pct, "times_s": row.times_s, "dtype": row.dtype, "data": row.data,
-            "failures": row.failures}
+            "threads": (row.detail or {}).get("threads"), "failures": row.failures}

@@ -91,9 +91,10 @@ def run_workload(workload: Workload, hw: Hardware, options: RunOptions = RunOpti
 
 
 def _task(jp: JobPlan, threads: int | None) -> Task:
+    """The job as its worker runs it: on one thread where the plan found that faster."""
     job = jp.job
     return Task(job.name, job.op, job.params, job.dtype, jp.chosen.placement, job.data, job.repeats, job.warmup,
-                job.seed, threads, job.retries_on_error)
+                job.seed, jp.chosen.threads or threads, job.retries_on_error)
 
 
 class Session:
