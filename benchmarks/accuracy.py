@@ -61,8 +61,10 @@ def errors(report: dict, profile: Path, env: dict[str, str]) -> list[dict]:
     for done in report["jobs"]:
         if done["status"] != "ok":
             continue
-        raw = predict(jobs[done["name"]], Placement.parse(done["placement"]), hw, calibrated=False).predicted_s
+        raw = predict(jobs[done["name"]], Placement.parse(done["placement"]), hw, calibrated=False,
+                      threads=done.get("threads")).predicted_s
         rows.append({"name": done["name"], "op": done["op"], "dtype": done["dtype"], "measured_s": done["measured_s"],
+                     "threads": done.get("threads"),
                      "calibrated": abs(done["predicted_s"] - done["measured_s"]) / done["measured_s"],
                      "uncalibrated": abs(raw - done["measured_s"]) / done["measured_s"]})
     return rows

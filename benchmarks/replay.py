@@ -71,9 +71,9 @@ def main() -> None:
     placement = Placement.parse(args.placement)
     rows = []
     for measured in json.loads(args.measured.read_text())["heldout"]:
-        job = jobs[measured["name"]]
-        got = predict(job, placement, hw, calibrated=False)
-        calibrated = predict(job, placement, learnt) if learnt else got
+        job, threads = jobs[measured["name"]], measured.get("threads")  # as it ran (one thread or all)
+        got = predict(job, placement, hw, calibrated=False, threads=threads)
+        calibrated = predict(job, placement, learnt, threads=threads) if learnt else got
         rows.append((measured["name"], measured["dtype"], got.predicted_s / measured["measured_s"],
                      calibrated.predicted_s / measured["measured_s"]))
         if args.jobs:

@@ -159,8 +159,8 @@ class Hardware:
         flat beyond them; float64 at its own level (`float64_ratios`) where it was measured."""
         points = self.op_scales.get((kind, op))
         scale = rates.scale_at(points, work_s) if points else 1.0
-        if dtype == "float64":  # one thread: all the cores' level
-            scale *= self.float64_ratios.get((kind, op)) or self.float64_ratios.get(("cpu", op), 1.0)
+        if dtype == "float64":
+            scale *= self.float64_ratios.get((kind, op), 1.0)
         return scale
 
 
