@@ -148,3 +148,13 @@ def test_gpu_ceilings_from_datasheet_and_pcie():
     assert ceilings.h2d_bandwidth == pytest.approx(16 * PCIE_LANE_BYTES_PER_S[5])
     assert gpu_datasheet("Some Unknown GPU") is None
     assert np.isclose(gpu_datasheet("Tesla T4").memory_bandwidth, 320e9)
+
+
+def test_a_reference_timing_skips_the_float64_check():
+    """The profile's op references time the kernel alone: the check (qr's Q R rebuilt in float64)
+    took as long as the timed executions and made the quick profile run past a minute."""
+    from orchestrator.execute.harness import execute
+    from orchestrator.execute.task import Task
+
+    assert execute(Task("r", "qr", {"m": 64, "n": 16}, checked=False)).check is None
+    assert isinstance(execute(Task("r", "qr", {"m": 64, "n": 16})).check, float)

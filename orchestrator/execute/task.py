@@ -14,8 +14,9 @@ from orchestrator.placement import Placement
 class Task:
     """One job as its worker runs it: the op and its parameters, where (`placement`), with what
     data (`host` or `device`), timed how (`warmup`, `repeats`: a count or "auto"), seeded, on
-    `threads` cores (None: as the worker is), re-run `retries_on_error` times when it raises.
-    `key` is the engine's name for it (set where the engine needs it on the worker: Ray)."""
+    `threads` cores (None: as the worker is), re-run `retries_on_error` times when it raises;
+    its result `checked` against float64 (the profile's reference timings skip that). `key` is
+    the engine's name for it (set where the engine needs it on the worker: Ray)."""
 
     name: str
     op: str
@@ -29,6 +30,7 @@ class Task:
     threads: int | None = None
     retries_on_error: int = 0
     key: str = ""
+    checked: bool = True
 
 
 @dataclass
