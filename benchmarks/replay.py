@@ -36,11 +36,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.cost.model import Hardware, predict  # noqa: E402
-from orchestrator.cost.refit import refit  # noqa: E402
+from orchestrator.cost.refit import refit_recorded  # noqa: E402
 from orchestrator.placement import Placement  # noqa: E402
 from orchestrator.plan.hardware import hardware_for  # noqa: E402
 from orchestrator.profile.store import resolve  # noqa: E402
-from orchestrator.results.store import ResultStore  # noqa: E402
 from orchestrator.workload.loader import load  # noqa: E402
 
 
@@ -92,11 +91,7 @@ def relearnt(hw: Hardware, home: Path, scratch: Path) -> Hardware:
     """`hw` with the calibration this code fits from the runs recorded in a copy of `home`."""
     shutil.copytree(home, scratch, ignore=shutil.ignore_patterns("dask-scratch*", "locks", "calibration"))
     os.environ["ORCH_HOME"] = str(scratch)
-    store = ResultStore()
-    try:
-        done = refit(hw.name, hw, store)
-    finally:
-        store.close()
+    done = refit_recorded(hw)
     if done is None:
         raise SystemExit(f"--learn {home}: no recorded run of profile {hw.name} to learn from")
     return dataclasses.replace(hw, calibration=done.calibration)

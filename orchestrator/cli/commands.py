@@ -112,17 +112,12 @@ def run(
 def calibrate(profile: ProfileOption = None, fmt: FormatOption = Format.table) -> None:
     """Fit the cost model to the recorded runs of a profile; print the error before and after."""
 
-    from orchestrator.cost.refit import refit
+    from orchestrator.cost.refit import refit_recorded
     from orchestrator.errors import InputError
     from orchestrator.plan.hardware import hardware_for
-    from orchestrator.results.store import ResultStore
 
     hardware = hardware_for(load_profile(profile), calibrated=False)
-    store = ResultStore()
-    try:
-        done = refit(hardware.name, hardware, store)
-    finally:
-        store.close()
+    done = refit_recorded(hardware)
     if done is None:
         raise InputError(f"--profile {hardware.name}: no recorded ok jobs to learn from",
                          fix=f"run a workload first: orch run W.yaml --profile {hardware.name}")

@@ -110,3 +110,14 @@ def refit(profile: str, hw: Hardware, store: Any) -> Refit | None:
     calibration = fit(profile, samples, runs, fitted, history_from(rows))
     path = save(calibration)
     return Refit(calibration, summary_errors(samples, None), summary_errors(samples, calibration), path)
+
+
+def refit_recorded(hw: Hardware) -> Refit | None:
+    """`refit` of `hw`'s profile from the result store in $ORCH_HOME, opened for it."""
+    from orchestrator.results.store import ResultStore
+
+    store = ResultStore()
+    try:
+        return refit(hw.name, hw, store)
+    finally:
+        store.close()
