@@ -305,9 +305,9 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
-                scale *= hw.alignment_penalty(kind, op.name, p)
-                single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype) * hw.alignment_penalty(
-                    kind, op.name, p)
+                penalty = hw.alignment_penalty(kind, op.name, p)
+                scale *= penalty
+                single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype) * penalty
                 if single and (threads == 1 or (threads is None and single < scale)):
                     scale, one_thread = single, True
             for term in WORK_TERMS:
