@@ -34,7 +34,7 @@ CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
     # slow: ALIGNED_REFERENCE)
     "solve": [{"n": 1000, "nrhs": 1}, {"n": 2000, "nrhs": 1}],
     "cholesky": [{"n": 1000}, {"n": 2000}],
-    "qr": [{"m": 2000, "n": 500}, {"m": 4000, "n": 1000}],
+    "qr": [{"m": 2000, "n": 500}, {"m": 3000, "n": 750}],
     "svd": [{"m": 1000, "n": 250}, {"m": 2000, "n": 500}],
     "eigh": [{"n": 500}, {"n": 1000}],
     "lstsq": [{"m": 4000, "n": 250}, {"m": 8000, "n": 500}],
@@ -74,14 +74,14 @@ GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.
 # LAPACK's factorisations on the CPU again at two multiples of 512 and one multiple of 128 (not
 # of 512) in the aligned dimension (`Op.aligned_size`): what they run slower than the op's scale
 # is the penalty of their class, the median of its references (cost/alignment.py). MKL here: a
-# Cholesky of 1024 3.6x slower per FLOP than of 1000, of 2048 2.8x, of 896 1.25x.
+# Cholesky of 1024 3.6x slower per FLOP than of 1000, of 1536 2.3-2.8x, of 896 1.25-1.4x.
 ALIGNED_REFERENCE: dict[str, list[dict[str, Any]]] = {
-    "solve": [{"n": 1024, "nrhs": 1}, {"n": 2048, "nrhs": 1}, {"n": 896, "nrhs": 1}],
-    "cholesky": [{"n": 1024}, {"n": 2048}, {"n": 896}],
+    "solve": [{"n": 1024, "nrhs": 1}, {"n": 1536, "nrhs": 1}, {"n": 896, "nrhs": 1}],
+    "cholesky": [{"n": 1024}, {"n": 1536}, {"n": 896}],
     "qr": [{"m": 2048, "n": 512}, {"m": 1024, "n": 512}, {"m": 2000, "n": 384}],
-    "svd": [{"m": 1024, "n": 512}, {"m": 2048, "n": 512}, {"m": 1000, "n": 256}],
+    "svd": [{"m": 1024, "n": 512}, {"m": 1536, "n": 512}, {"m": 1000, "n": 256}],
     "eigh": [{"n": 512}, {"n": 1024}, {"n": 384}],
-    "lstsq": [{"m": 4096, "n": 512}, {"m": 8192, "n": 512}, {"m": 4000, "n": 256}],
+    "lstsq": [{"m": 4096, "n": 512}, {"m": 3072, "n": 512}, {"m": 4000, "n": 256}],
 }
 
 # float64 runs each op's kernel at float64's own level (cost/model.py, `float64_ratios`): on an
