@@ -82,8 +82,9 @@ def test_batch_never_slower_than_each_job_at_its_own_best(batch, profile):
         assert jp.chosen is None and not any(p.feasible for p in jp.candidates) or jp.chosen.feasible
     assume(placed)
     own_best = [min((p for p in jp.candidates if p.feasible), key=lambda p: p.predicted_s) for jp in placed]
-    own = list_schedule([(str(i), [(best.placement, busy_s(jp.job, best))])
-                         for i, (jp, best) in enumerate(zip(placed, own_best))], hw.nodes, len(hw.gpus), choose=False)
+    own = list_schedule([(str(i), [(best.placement, busy_s(jp.job, best), best.threads)])
+                         for i, (jp, best) in enumerate(zip(placed, own_best))], hw.nodes, len(hw.gpus), choose=False,
+                        cores_per_node=hw.node.cpu.cores_logical)
     assert plan.makespan_s <= makespan(own) * (1 + 1e-9)
     assert plan.makespan_s >= max(jp.slot.finish_s - jp.slot.start_s for jp in placed) - 1e-12
 

@@ -322,19 +322,58 @@ def test_the_run_table_keeps_one_line_a_job_at_80_columns():
         assert all(worker in out.getvalue() for worker in workers)  # spelled out beneath the table
 
 
-def test_a_job_faster_on_one_thread_runs_on_one(measured_profile, tmp_path):
-    """A profile whose dot ran 10x faster on one thread than on all the cores, and whose matmul
-    ran 10x slower so: the plan puts dot on one thread, the worker runs it so, and matmul on the
-    cores it is given."""
+def _one_thread_profile(measured_profile, tmp_path, faster: dict[str, float]):
+    """The measured profile with its ops' one-thread references at `faster[op]` times their
+    all-core ones."""
     import yaml
 
     data = yaml.safe_load(measured_profile.read_text())
-    for op, single in (("dot", 0.1), ("matmul", 10.0)):
+    for op, single in faster.items():
         benches = [b for b in data["cpu"]["op_benchmarks"][op] if b.get("threads") != 1]
         data["cpu"]["op_benchmarks"][op] = benches + [
             {**b, "threads": 1, "measured_s": b["measured_s"] * single} for b in benches if b.get("dtype") == "float32"]
     profile = tmp_path / "one-thread.yaml"
     profile.write_text(yaml.safe_dump(data))
+    return profile
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="cores side by side need two")
+def test_one_thread_jobs_run_side_by_side_each_on_its_own_core(measured_profile, tmp_path):
+    """Jobs on one thread hold one core each and run beside each other (the plan puts them on
+    different cores at once); a job on every core holds them all; `--exclusive` gives every
+    job every core, one job at a time."""
+    profile = _one_thread_profile(measured_profile, tmp_path, {"dot": 0.1, "matmul": 10.0})
+    workload = tmp_path / "w.yaml"
+    workload.write_text("version: 1\nname: w\ndefaults: {repeats: 30}\njobs:\n"
+                        "  - {name: d, op: dot, n: 4M, sweep: {n: [4M, 5M, 6M, 7M]}}\n"
+                        "  - {name: m, op: matmul, m: 256, n: 256, k: 256}\n")
+    cores = os.cpu_count()
+    plan = json.loads(orch("plan", str(workload), "--profile", str(profile), "-f", "json").stdout)
+    slots = {job["name"]: (job["start_s"], job["devices"]) for job in plan["jobs"]}
+    dots = [slots[name] for name in slots if name.startswith("d")]
+    assert {tuple(devices) for _, devices in dots} == {("cpu:0",), ("cpu:1",)}
+    assert len({start for start, _ in dots}) < len(dots)  # two start together
+    assert slots["m"][1] == ["cpu"]
+    exclusive = json.loads(orch("plan", str(workload), "--profile", str(profile), "--exclusive", "-f", "json").stdout)
+    assert exclusive["makespan_s"] > plan["makespan_s"]
+    assert all(job["devices"] == ["cpu"] for job in exclusive["jobs"])
+
+    result = _run(str(workload), "--profile", str(profile), "--no-learn")
+    assert result.returncode == 0, result.stderr
+    held = {job["name"]: job["cores"] for job in json.loads(result.stdout)["jobs"]}
+    assert held["m"] == list(range(cores))
+    assert all(len(held[name]) == 1 for name in held if name.startswith("d"))
+    assert len({held[name][0] for name in held if name.startswith("d")}) > 1  # both workers ran dots
+    result = _run(str(workload), "--profile", str(profile), "--no-learn", "--exclusive")
+    assert result.returncode == 0, result.stderr
+    assert all(job["cores"] == list(range(cores)) for job in json.loads(result.stdout)["jobs"])
+
+
+def test_a_job_faster_on_one_thread_runs_on_one(measured_profile, tmp_path):
+    """A profile whose dot ran 10x faster on one thread than on all the cores, and whose matmul
+    ran 10x slower so: the plan puts dot on one thread, the worker runs it so, and matmul on the
+    cores it is given."""
+    profile = _one_thread_profile(measured_profile, tmp_path, {"dot": 0.1, "matmul": 10.0})
     workload = tmp_path / "w.yaml"
     workload.write_text("version: 1\nname: w\njobs:\n  - {name: d, op: dot, n: 4M}\n"
                         "  - {name: m, op: matmul, m: 256, n: 256, k: 256}\n")

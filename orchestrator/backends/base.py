@@ -129,6 +129,10 @@ class Backend(abc.ABC):
     def expect(self, durations: dict[str, float]) -> None:
         """What each key prefix's tasks are predicted to take, for engines that schedule by it."""
 
+    def share_cores(self, count: int) -> None:
+        """CPU jobs share `count` cores of the host, each holding the `cores` it was submitted
+        with: for engines that do not account cores themselves (Ray does, by `num_cpus`)."""
+
     def probe(self, threads: int | None = None) -> list[dict[str, Any]]:
         """The sentinel probed on the CPU where the jobs ran, now (the run's end): one probe per
         worker (Dask) or one where a task lands (Ray); [] where it cannot be asked."""

@@ -1,7 +1,8 @@
 """Dask distributed: an embedded cluster on 127.0.0.1 (the default) or an existing scheduler.
 
-Embedded: one CPU worker process running one job at a time with every core (resource `cpu`),
-and, where GPUs exist, one worker process per GPU (resource `gpu` = 1, CUDA_VISIBLE_DEVICES its
+Embedded: one CPU worker process per core (resource `cpu`), each running one job at a time; a
+job holds as many of the host's cores as it runs threads (cores.py), so one-thread jobs run side
+by side and a job on every core runs alone; and, where GPUs exist, one worker process per GPU (resource `gpu` = 1, CUDA_VISIBLE_DEVICES its
 own GPU first), as dask-cuda's LocalCUDACluster makes them: its worker spec where dask-cuda
 imports, the same shape from plain Nannies where it does not. A job on several GPUs is a gang
 of those workers (gang.py). Every listener, dashboards included, is bound to 127.0.0.1. An
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from orchestrator.backends import probe
+from orchestrator.backends.cores import Cores
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable, InputError
 from orchestrator.execute.task import Task
@@ -50,6 +52,7 @@ class DaskBackend(Backend):
         self._use_resources = True
         self._gpu_shape = ""  # how the embedded GPU workers were made
         self._gpu_pins: list[str] | None = None  # GPU workers that declare no `gpu` resource
+        self._cores: Cores | None = None  # the host's cores, held per job by the embedded CPU workers
 
     def start(self, *, cores: int, gpus: int) -> Capacity:
         from distributed import Client
@@ -125,13 +128,18 @@ class DaskBackend(Backend):
 
         scratch = str(paths.orch_home() / "dask-scratch")  # spill files stay in orch's own folder
         common = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+        from distributed.system import MEMORY_LIMIT
+
+        memory = MEMORY_LIMIT  # each worker may use the whole host's, as the one worker did: the plan keeps within it
         if not gpus:
-            return LocalCluster(n_workers=1, threads_per_worker=1, processes=True, resources={"cpu": 1}, preload=PRELOAD,
-                                worker_dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
-                                local_directory=scratch, **common)
+            return LocalCluster(n_workers=max(cores, 1), threads_per_worker=1, processes=True, resources={"cpu": 1},
+                                preload=PRELOAD, worker_dashboard_address="127.0.0.1:0", silence_logs=logging.CRITICAL,
+                                local_directory=scratch, memory_limit=memory, **common)
         worker = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": logging.CRITICAL,
                   "preload": PRELOAD, "local_directory": scratch}
-        specs = {"cpu": {"cls": Nanny, "options": {**worker, "nthreads": 1, "resources": {"cpu": 1}}}}
+        specs = {f"cpu-{i}": {"cls": Nanny, "options": {**worker, "nthreads": 1, "resources": {"cpu": 1},
+                                                         "memory_limit": memory, "name": f"cpu-{i}"}}
+                 for i in range(max(cores, 1))}
         gpu_specs, self._gpu_shape = gpu_worker_specs(gpus, worker)
         return SpecCluster(scheduler={"cls": Scheduler, "options": common}, workers={**specs, **gpu_specs},
                            silence_logs=logging.CRITICAL)
@@ -217,18 +225,29 @@ class DaskBackend(Backend):
         except Exception:  # noqa: BLE001 - a worker gone at the end leaves the run's noise unmeasured there
             return []
 
+    def share_cores(self, count: int) -> None:
+        """The embedded cluster's CPU workers hold cores per job (cores.py); an existing
+        cluster's workers run what their threads allow, as before."""
+        from orchestrator import paths
+
+        if self.embedded and count > 1:
+            self._cores = Cores.under(paths.orch_home() / "dask-scratch", count)
+
+    def _held(self, cores: int, gpus: int) -> tuple[Cores, int] | None:
+        return (self._cores, cores) if self._cores is not None and not gpus else None
+
     def submit(self, key: str, task: Task, *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import run_on_dask
 
-        future = self.client.submit(run_on_dask, task, gpus, key=key, pure=False, retries=0,
+        future = self.client.submit(run_on_dask, task, gpus, self._held(cores, gpus), key=key, pure=False, retries=0,
                                     **self._restrictions(gpus))
         self._futures[future] = key
 
     def submit_group(self, key: str, jobs: list[tuple[str, Task]], *, cores: int, gpus: int) -> None:
         from orchestrator.backends.worker import group_topic, run_group_on_dask
 
-        future = self.client.submit(run_group_on_dask, key, jobs, gpus, key=key, pure=False, retries=0,
-                                    **self._restrictions(gpus))
+        future = self.client.submit(run_group_on_dask, key, jobs, gpus, self._held(cores, gpus), key=key, pure=False,
+                                    retries=0, **self._restrictions(gpus))
         self._futures[future] = key
         self._groups[key] = [job_key for job_key, _ in jobs]
         self._journals.append(group_topic(key))
@@ -301,6 +320,8 @@ class DaskBackend(Backend):
             self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+        if self._cores is not None:
+            self._cores.remove()
 
 
 def _expect_durations(durations: dict[str, float], dask_scheduler: Any = None) -> None:

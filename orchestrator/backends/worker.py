@@ -8,12 +8,16 @@ failure is kept (worker, error type, message) and travels back with the result, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.execute.task import JobResult, Task
+
+if TYPE_CHECKING:
+    from orchestrator.backends.cores import Cores
 
 _POOL_LOCK = threading.Lock()
 _FREE_GPUS: list[int] | None = None
@@ -141,14 +145,25 @@ def free_port(host: str) -> int:
         return probe.getsockname()[1]
 
 
-def run_on_dask(task: Task, gpus: int) -> JobResult:
+def _holding(held: tuple[Cores, int] | None, worker: Any) -> contextlib.AbstractContextManager[Any]:
+    """The cores a CPU task holds on the embedded cluster's host while it runs (cores.py)."""
+    if held is None:
+        return contextlib.nullcontext()
+    from orchestrator.backends.cores import slot_of
+
+    cores, wanted = held
+    return cores.held(wanted, slot_of(worker.name))
+
+
+def run_on_dask(task: Task, gpus: int, held: tuple[Cores, int] | None = None) -> JobResult:
     from distributed import get_worker
 
     worker = get_worker()
     # One event per execution: the scheduler re-runs a task whose worker died, and the client
     # counts these to report every attempt.
     worker.log_event(ATTEMPT_TOPIC, {"key": worker.get_current_task(), "worker": worker.address})
-    return run_task(task, gpus, worker.address)
+    with _holding(held, worker) as cores:
+        return dataclasses.replace(run_task(task, gpus, worker.address), cores=cores)
 
 
 def _on_ray(gpus: int) -> tuple[str, Callable[[dict[str, Any], list[int] | None], dict[str, Any]]]:
@@ -252,11 +267,17 @@ class DaskJournal(Journal):
         return [as_lists(event) for _, event in found]
 
 
-def run_group_on_dask(group_key: str, jobs: list[tuple[str, Task]], gpus: int) -> list[dict[str, Any]]:
+def run_group_on_dask(group_key: str, jobs: list[tuple[str, Task]], gpus: int,
+                      held: tuple[Cores, int] | None = None) -> list[dict[str, Any]]:
     from distributed import get_worker
 
     worker = get_worker()
-    return run_group(group_key, jobs, gpus, worker.address, DaskJournal(worker, group_key))
+    with _holding(held, worker) as cores:
+        entries = run_group(group_key, jobs, gpus, worker.address, DaskJournal(worker, group_key))
+    for entry in entries:
+        if entry.get("result") and cores is not None:
+            entry["result"]["cores"] = cores
+    return entries
 
 
 class RayJournal(Journal):

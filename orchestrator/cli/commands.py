@@ -29,6 +29,8 @@ def plan(
     tls_ca_file: TLSOption("--tls-ca-file", "CA certificate of a tls:// scheduler") = None,
     tls_cert: TLSOption("--tls-cert", "this client's certificate for a tls:// scheduler") = None,
     tls_key: TLSOption("--tls-key", "this client's private key for a tls:// scheduler") = None,
+    exclusive: Annotated[bool, typer.Option("--exclusive", help="plan as `orch run --exclusive` runs: each CPU job "
+                                            "alone on every core")] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Predict each job's time on every candidate placement and pick one; runs nothing.
@@ -48,7 +50,7 @@ def plan(
         hardware = discover(hardware, address, notes, tls=tls_files(tls_ca_file, tls_cert, tls_key))
         for note in notes:
             stderr.print(Text(f"note: {note}"))
-    result = make_plan(loaded, hardware, objective.value, forced, shared_host=address is None)
+    result = make_plan(loaded, hardware, objective.value, forced, shared_host=address is None, exclusive=exclusive)
     for job_plan in result.jobs:
         if job_plan.chosen is None:
             stderr.print(Text(f"warning: {job_plan.job.source}: job '{job_plan.job.name}' {job_plan.reason}"))
@@ -79,6 +81,8 @@ def run(
     tls_key: TLSOption("--tls-key", "this client's private key for a tls:// scheduler") = None,
     learn: Annotated[bool, typer.Option("--learn/--no-learn",
                                         help="refit the profile's calibration with this run (default on)")] = True,
+    exclusive: Annotated[bool, typer.Option("--exclusive", help="each CPU job alone on every core (default: "
+                                            "one-thread jobs run side by side, one per core)")] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Execute the plan on Dask (default) or Ray and record measured times."""
@@ -95,7 +99,7 @@ def run(
     try:
         with run_render.stdout_for_results_only(), run_render.Progress(stderr) as progress:
             options = RunOptions(backend.value, address, tls_files(tls_ca_file, tls_cert, tls_key), forced,
-                                 objective.value, resume, retries, learn)
+                                 objective.value, resume, retries, learn, exclusive)
             report = run_workload(loaded, hardware, options, on_event=progress.event)
     except RunInterrupted as stopped:  # typer would turn it into a silent exit 130
         raise Interrupted(f"interrupted: run {stopped.run_id} keeps every finished job; finish it with "

@@ -39,7 +39,8 @@ class JobResult:
     and each of them, its check (relative error; None where a user op has no check), where it
     ran (`devices`, `host`, `workers`: a gang's every member), on how many threads, the
     sentinel's probes of the machine's speed around it, its own failed tries before this one
-    (`retries_on_error`) and, for a tiny job run with others in one engine task, that task."""
+    (`retries_on_error`), for a tiny job run with others in one engine task, that task, and the
+    host cores it held while it ran (backends/cores.py)."""
 
     measured_s: float
     times_s: list[float]
@@ -52,6 +53,7 @@ class JobResult:
     workers: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
     group: str | None = None
+    cores: list[int] | None = None  # the host's cores it held (the embedded cluster's CPU jobs)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data, for what carries only that (a group's journal is Dask worker events)."""

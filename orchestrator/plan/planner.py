@@ -11,7 +11,7 @@ from orchestrator.errors import EnvironmentUnavailable, InputError
 from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
-from orchestrator.plan.schedule import Slot, balance, list_schedule
+from orchestrator.plan.schedule import Option, Slot, balance, list_schedule
 from orchestrator.workload.model import AUTO, Job, Workload
 
 INPUT_GENERATION_BYTES_PER_S = 1e9  # synthetic inputs made on the worker (estimate: NumPy RNG)
@@ -53,6 +53,7 @@ class Plan:
     jobs: list[JobPlan] = field(default_factory=list)
     makespan_s: float = 0.0
     cpu_threads: int | None = None  # the cores CPU jobs run on; None: all of them
+    exclusive: bool = False  # each CPU job has the whole CPU (`orch run --exclusive`)
     notes: list[str] = field(default_factory=list)
 
 
@@ -117,55 +118,78 @@ def _job_plan(job: Job, hw: Hardware, objective: str, forced: Placement | None) 
 
 
 def make_plan(workload: Workload, hw: Hardware, objective: str = "time", forced: Placement | None = None,
-              *, shared_host: bool = True) -> Plan:
+              *, shared_host: bool = True, exclusive: bool = False) -> Plan:
     """Choose per job, then place the batch: the better of (each job at its own best, list-
-    scheduled) and (earliest finish among feasible placements) by makespan. Where the batch
-    puts jobs on the CPU and on real GPUs of the same host (`shared_host`: the embedded
-    cluster), it is planned again with the CPU's cores less one per GPU (HOST_CORES_PER_GPU)."""
-    plan = _place(workload, hw, objective, forced)
+    scheduled) and (earliest finish among feasible placements) by makespan. The embedded
+    cluster (`shared_host`) runs CPU jobs side by side, each on as many cores as it runs
+    threads, unless `exclusive` (each CPU job has the whole CPU to itself); an existing
+    cluster's CPU is planned one job at a time per node. Where the batch puts jobs on the CPU
+    and on real GPUs of the same host, it is planned again with the CPU's cores less one per
+    GPU (HOST_CORES_PER_GPU)."""
+    side_by_side = shared_host and not exclusive
+    plan = _place(workload, hw, objective, forced, side_by_side)
     cores = hw.node.cpu.cores_logical
     reserved = HOST_CORES_PER_GPU * len(hw.gpus)
     devices = {jp.chosen.placement.device for jp in plan.jobs if jp.chosen is not None}
     real = hw.gpus and not any(gpu.stand_in for gpu in hw.gpus)
     if shared_host and real and devices == {"cpu", "gpu"} and cores > reserved:
         fewer = dataclasses.replace(hw, node=hw.node.model_copy(update={"cpu": hw.node.cpu.share(cores - reserved)}))
-        plan = _place(workload, fewer, objective, forced)
+        plan = _place(workload, fewer, objective, forced, side_by_side)
         plan.cpu_threads = cores - reserved
         plan.notes.append(f"CPU jobs run on {cores - reserved} of {cores} cores: each GPU's worker keeps one for the "
                           "host thread that waits on it")
     return plan
 
 
-def _place(workload: Workload, hw: Hardware, objective: str, forced: Placement | None) -> Plan:
+def _place(workload: Workload, hw: Hardware, objective: str, forced: Placement | None, side_by_side: bool) -> Plan:
+    """Schedule the batch; `side_by_side`: the CPU's cores are capacity (a one-thread job takes
+    one), else the CPU runs one job at a time."""
     plan = Plan(workload.name, hw.name, objective,
-                [_job_plan(job, hw, job.objective or objective, forced) for job in workload.jobs])
-    gpus = len(hw.gpus)
-
+                [_job_plan(job, hw, job.objective or objective, forced) for job in workload.jobs],
+                exclusive=not side_by_side)
+    gpus, cores = len(hw.gpus), hw.node.cpu.cores_logical if side_by_side else 1
     placed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs) if jp.chosen is not None]
 
-    def options(jp: JobPlan, every: bool) -> list[tuple[Placement, float]]:
-        chosen = [(jp.chosen.placement, busy_s(jp.job, jp.chosen))]
+    def option(jp: JobPlan, prediction: Prediction) -> Option:
+        return Option(prediction.placement, busy_s(jp.job, prediction), prediction.threads if side_by_side else None)
+
+    def options(jp: JobPlan, every: bool) -> list[Prediction]:
+        chosen = [jp.chosen]
         own_objective = jp.job.objective not in (None, "time")  # a job that asked for cost or energy keeps its choice
         if not every or jp.job.placement is not None or forced is not None or own_objective:
             return chosen
         limit = jp.chosen.predicted_s * MOVE_AT_MOST_SLOWER  # never somewhere much slower for it
-        rest = sorted((busy_s(jp.job, p), p.placement) for p in jp.candidates
-                      if p.feasible and p is not jp.chosen and p.predicted_s <= limit)
-        return chosen + [(placement, busy) for busy, placement in rest]
+        rest = [p for p in jp.candidates if p.feasible and p is not jp.chosen and p.predicted_s <= limit]
+        one_core = _one_core(jp, hw, limit) if side_by_side else []
+        return chosen + sorted(rest + one_core, key=lambda p: busy_s(jp.job, p))
 
-    keyed = placed
+    chosen = {key: options(jp, objective == "time") for key, jp in placed}
+    jobs = [(key, [option(jp, p) for p in chosen[key]]) for key, jp in placed]
     if objective == "time":
-        slots = balance([(key, options(jp, True)) for key, jp in keyed], hw.nodes, gpus)
+        slots = balance(jobs, hw.nodes, gpus, cores_per_node=cores)
     else:
-        slots = list_schedule([(key, options(jp, False)) for key, jp in keyed], hw.nodes, gpus, choose=False)
-    for key, jp in keyed:
+        slots = list_schedule(jobs, hw.nodes, gpus, choose=False, cores_per_node=cores)
+    for key, jp in placed:
         jp.slot = slots[key]
-        if jp.slot.placement != jp.chosen.placement:
-            best = jp.chosen
-            jp.chosen = next(p for p in jp.candidates if p.placement == jp.slot.placement)
-            jp.runner_up = best
-            jp.reason = (f"{jp.chosen.bound}-bound; {best.placement} is "
-                         f"{jp.chosen.predicted_s / best.predicted_s:.3g}x faster but busy; "
-                         f"{jp.chosen.placement} finishes the batch sooner")
-    plan.makespan_s = max((jp.slot.finish_s for _, jp in keyed), default=0.0)
+        taken = chosen[key][jp.slot.option]
+        if taken is not jp.chosen:
+            best, jp.chosen, jp.runner_up = jp.chosen, taken, jp.chosen
+            ratio = f"{taken.predicted_s / best.predicted_s:.3g}x"
+            if taken.placement == best.placement:  # the same CPU: one core of it
+                jp.reason = (f"{taken.bound}-bound; on one core beside other jobs: all {cores} cores would be {ratio} "
+                             "faster for it alone, side by side the batch finishes sooner")
+            else:
+                jp.reason = (f"{taken.bound}-bound; {best.placement} is {ratio} faster but busy; "
+                             f"{taken.placement} finishes the batch sooner")
+    plan.makespan_s = max((jp.slot.finish_s for _, jp in placed), default=0.0)
     return plan
+
+
+def _one_core(jp: JobPlan, hw: Hardware, limit: float) -> list[Prediction]:
+    """A CPU job on one core, where its op's one-thread scale is measured and the job would
+    otherwise take every core: the scheduler may run it beside other jobs."""
+    cpu = next((p for p in jp.candidates if p.feasible and p.placement == Placement("cpu")), None)
+    if cpu is None or cpu.threads == 1 or hw.node.cpu.cores_logical < 2:
+        return []
+    single = predict(jp.job, cpu.placement, hw, threads=1)
+    return [single] if single.feasible and single.threads == 1 and single.predicted_s <= limit else []

@@ -72,17 +72,20 @@ def form(jobs: list[Tiny], slots: int, prefix: str) -> list[Group]:
 
 
 def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPlan], Task], threads: int,
-             slots: int, run_id: str) -> None:
+             slots: int, run_id: str, exclusive: bool = False) -> None:
     """Submit every job in plan order: tiny ones in groups, the rest one task each, after
-    telling the engine what each kind of task should take."""
+    telling the engine what each kind of task should take. Each task holds the cores its jobs
+    run threads on (`threads`: every core CPU jobs have; all of them where `exclusive`)."""
     from dask.utils import key_split
 
+    tasks = {key: task_of(jp) for key, jp in jobs.items()}
+    held = {key: threads if exclusive else task.threads or threads for key, task in tasks.items()}
     small: list[Tiny] = []
     durations: dict[str, list[float]] = {}
     for key, jp in jobs.items():
         work = busy_s(jp.job, jp.chosen) - TASK_OVERHEAD_S
         if tiny(work):
-            small.append(Tiny(key, work, (threads, jp.chosen.placement.gpus)))
+            small.append(Tiny(key, work, (held[key], jp.chosen.placement.gpus)))
         else:
             durations.setdefault(key_split(key), []).append(work)
     formed = form(small, slots, f"orch-group-{run_id}")
@@ -94,7 +97,7 @@ def dispatch(engine: Backend, jobs: dict[str, JobPlan], task_of: Callable[[JobPl
     for key, jp in jobs.items():
         if key in leading:
             group = leading[key]
-            engine.submit_group(group.key, [(member, task_of(jobs[member])) for member in group.members],
-                                cores=threads, gpus=group.shape[1])
+            engine.submit_group(group.key, [(member, tasks[member]) for member in group.members],
+                                cores=group.shape[0], gpus=group.shape[1])
         elif key not in grouped:
-            engine.submit(key, task_of(jp), cores=threads, gpus=jp.chosen.placement.gpus)
+            engine.submit(key, tasks[key], cores=held[key], gpus=jp.chosen.placement.gpus)

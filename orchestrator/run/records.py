@@ -45,7 +45,7 @@ def fields_of(outcome: Outcome, before: JobRow | None) -> dict[str, Any]:
                 "detail": {"error_type": outcome.error_type, "failures": failures}}
     result = outcome.result
     detail = {"check": result.check, "devices": result.devices, "threads": result.threads, "host": result.host}
-    known = {"pid": result.pid, "group": result.group, "sentinel": result.sentinel}  # a gang's has no pid nor probes
+    known = {"pid": result.pid, "group": result.group, "sentinel": result.sentinel, "cores": result.cores}  # a gang's has no pid nor probes
     return {"status": JobStatus.OK, "measured_s": result.measured_s, "times_s": result.times_s, "attempts": attempts,
             "workers": result.workers, "error": None, "finished": utc_now(),
             "detail": {**detail, **{k: v for k, v in known.items() if v}, "failures": failures}}
@@ -122,4 +122,5 @@ def contract_job(row: JobRow) -> dict[str, Any]:
             "measured_s": measured, "status": row.status if row.status in CONTRACT_JOB_STATUSES else JobStatus.FAILED,
             "attempts": row.attempts, "workers": row.workers or [], "error": row.error,
             "error_pct": error_pct, "times_s": row.times_s, "dtype": row.dtype, "data": row.data,
-            "threads": (row.detail or {}).get("threads"), "failures": row.failures}
+            "threads": (row.detail or {}).get("threads"), "cores": (row.detail or {}).get("cores"),
+            "failures": row.failures}

@@ -37,8 +37,9 @@ class RunOptions:
     """How to run a workload: on which engine (`backend`; an existing cluster's `address` and,
     for a tls:// Dask scheduler, the client's `tls` files), at a `forced` placement or the
     planner's choice by `objective`, continuing run `resume`, re-running a job up to `retries`
-    times after its worker dies (None: the engine's default, 3), and whether to `learn` from it
-    (refit the profile's calibration)."""
+    times after its worker dies (None: the engine's default, 3), whether to `learn` from it
+    (refit the profile's calibration), and whether each CPU job runs `exclusive` (alone on
+    every core, as `srun --exclusive`) or side by side with others where it runs one thread."""
 
     backend: str = "dask"
     address: str | None = None
@@ -48,6 +49,7 @@ class RunOptions:
     resume: str | None = None
     retries: int | None = None
     learn: bool = True
+    exclusive: bool = False  # each CPU job holds every core: none runs beside another
 
 
 @dataclass
@@ -118,7 +120,7 @@ class Session:
             if capacity.gpu_workers:
                 notes.append(f"GPU workers: {capacity.gpu_workers}")
             plan = make_plan(self.workload, planned_for, self.options.objective, self.options.forced,
-                             shared_host=self.options.address is None)
+                             shared_host=self.options.address is None, exclusive=self.options.exclusive)
             notes += plan.notes
             if plan.cpu_threads:
                 self.threads = plan.cpu_threads
@@ -202,9 +204,10 @@ class Session:
             # a CPU rank has its worker's cores; the ranks of one node's stand-in GPUs share them
             share = capacity.cores_per_worker if placement.device == "cpu" else max(1, self.threads // placement.gpus)
             self._finished([self.engine.run_gang(key, _task(jp, share), placement)])
+        self.engine.share_cores(self.threads)
         groups.dispatch(self.engine, {key: jp for key, jp in self.by_key.items() if key not in gangs},
                         lambda jp: _task(jp, self.threads), self.threads,
-                        capacity.cpu_workers * capacity.cores_per_worker, self.run_id)
+                        capacity.cpu_workers * capacity.cores_per_worker, self.run_id, self.options.exclusive)
         for batch in self.engine.results():
             self._finished(batch)
         self.report.elapsed_s = time.monotonic() - submitted
