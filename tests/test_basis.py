@@ -45,9 +45,11 @@ def test_plan_says_model_then_history_at_the_size_run_and_fit_at_others(tmp_path
     for name in ("d", "c"):
         assert after[name]["basis"] == "history"
         # the median of its executions (none of 5 is 3 MADs out in a quiet run; if one is, the
-        # median of the rest stays within the range measured)
+        # median of the rest stays within the range measured), taken at nominal speed: divided
+        # by how slow the sentinel read the machine beside it against the run's median probe
+        # (jobs run in several worker processes, each probing on its own: a few % apart)
         times = sorted(measured[name]["times_s"])
-        assert times[0] <= after[name]["predicted_s"] <= times[-1]
+        assert times[0] / 1.1 <= after[name]["predicted_s"] <= times[-1] * 1.1
 
     elsewhere = _plan(other)
     assert elsewhere["d"]["basis"] == "fit" and elsewhere["c"]["basis"] == "fit"
