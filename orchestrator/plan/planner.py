@@ -160,8 +160,7 @@ def _place(workload: Workload, hw: Hardware, objective: str, forced: Placement |
             return chosen
         limit = jp.chosen.predicted_s * MOVE_AT_MOST_SLOWER  # never somewhere much slower for it
         rest = [p for p in jp.candidates if p.feasible and p is not jp.chosen and p.predicted_s <= limit]
-        one_core = _one_core(jp, hw, limit) if side_by_side else []
-        return chosen + sorted(rest + one_core, key=lambda p: busy_s(jp.job, p))
+        return chosen + sorted(rest, key=lambda p: busy_s(jp.job, p))
 
     chosen = {key: options(jp, objective == "time") for key, jp in placed}
     jobs = [(key, [option(jp, p) for p in chosen[key]]) for key, jp in placed]
@@ -175,21 +174,7 @@ def _place(workload: Workload, hw: Hardware, objective: str, forced: Placement |
         if taken is not jp.chosen:
             best, jp.chosen, jp.runner_up = jp.chosen, taken, jp.chosen
             ratio = f"{taken.predicted_s / best.predicted_s:.3g}x"
-            if taken.placement == best.placement:  # the same CPU: one core of it
-                jp.reason = (f"{taken.bound}-bound; on one core beside other jobs: all {cores} cores would be {ratio} "
-                             "faster for it alone, side by side the batch finishes sooner")
-            else:
-                jp.reason = (f"{taken.bound}-bound; {best.placement} is {ratio} faster but busy; "
-                             f"{taken.placement} finishes the batch sooner")
+            jp.reason = (f"{taken.bound}-bound; {best.placement} is {ratio} faster but busy; "
+                         f"{taken.placement} finishes the batch sooner")
     plan.makespan_s = max((jp.slot.finish_s for _, jp in placed), default=0.0)
     return plan
-
-
-def _one_core(jp: JobPlan, hw: Hardware, limit: float) -> list[Prediction]:
-    """A CPU job on one core, where its op's one-thread scale is measured and the job would
-    otherwise take every core: the scheduler may run it beside other jobs."""
-    cpu = next((p for p in jp.candidates if p.feasible and p.placement == Placement("cpu")), None)
-    if cpu is None or cpu.threads == 1 or hw.node.cpu.cores_logical < 2:
-        return []
-    single = predict(jp.job, cpu.placement, hw, threads=1)
-    return [single] if single.feasible and single.threads == 1 and single.predicted_s <= limit else []
