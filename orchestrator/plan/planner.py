@@ -53,7 +53,6 @@ class Plan:
     jobs: list[JobPlan] = field(default_factory=list)
     makespan_s: float = 0.0
     cpu_threads: int | None = None  # the cores CPU jobs run on; None: all of them
-    exclusive: bool = False  # each CPU job has the whole CPU (`orch run --exclusive`)
     notes: list[str] = field(default_factory=list)
 
 
@@ -145,8 +144,7 @@ def _place(workload: Workload, hw: Hardware, objective: str, forced: Placement |
     """Schedule the batch; `side_by_side`: the CPU's cores are capacity (a one-thread job takes
     one), else the CPU runs one job at a time."""
     plan = Plan(workload.name, hw.name, objective,
-                [_job_plan(job, hw, job.objective or objective, forced) for job in workload.jobs],
-                exclusive=not side_by_side)
+                [_job_plan(job, hw, job.objective or objective, forced) for job in workload.jobs])
     gpus, cores = len(hw.gpus), hw.node.cpu.cores_logical if side_by_side else 1
     placed = [(f"{i}", jp) for i, jp in enumerate(plan.jobs) if jp.chosen is not None]
 
