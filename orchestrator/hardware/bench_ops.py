@@ -19,8 +19,8 @@ from orchestrator.profile.model import OpBenchmark
 # Two reference jobs per op (a small and a larger one, ~4-8x the work): tens to a few hundred
 # milliseconds on a 2-core VM. The GPU runs the CPU's first one too (where launches and
 # cuSOLVER's host-side work dominate: 2-5x the model's time on an H100) and two large ones,
-# where the kernel does. The factorisations and the learning kernels have a third, smaller one
-# on the CPU (SMALLER_REFERENCE).
+# where the kernel does. The factorisations and the learning kernels have a third one on the
+# CPU (SMALLER_REFERENCE).
 CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
     # the vector kernels: how near the measured copy bandwidth each one runs (torch.dot reads at
     # about a third of the two-core copy rate here, axpy at half, sum at a third)
@@ -51,12 +51,13 @@ CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
                   {"samples": 10_000, "features": 256, "hidden": [512, 512], "classes": 10, "epochs": 1,
                    "batch_size": 512}],
 }
-# A third CPU reference, a few times less work than the first, for the ops whose efficiency keeps
-# falling below it: read along the trend of the two smallest references (`rates.scale_at`), a
-# solve of n=384 was predicted at half its time, qr of 768 x 256 and lstsq of 2048 x 192 at
-# 0.5-0.65, an MLP of one 128-wide layer at 0.7. Measured here they predicted held-out
-# factorisations within 9-12% at the median instead of 21% (docs/benchmarks.md). Under a
-# millisecond to a few each.
+# A third CPU reference where the first two leave common sizes to a trend (`rates.scale_at`): a
+# few times less work than the first for the factorisations and training, whose efficiency keeps
+# falling below it (a solve of n=384 was predicted at half its time, qr of 768 x 256 and lstsq of
+# 2048 x 192 at 0.5-0.65, an MLP of one 128-wide layer at 0.7); for k-means the large one's
+# shape at a fifth of its samples (its first is of another shape: few features and clusters).
+# Measured here they predicted held-out factorisations within 9-12% at the median instead of 21%
+# (docs/benchmarks.md, 2.9). Under a millisecond to ten each.
 SMALLER_REFERENCE: dict[str, dict[str, Any]] = {
     "solve": {"n": 400, "nrhs": 1},
     "cholesky": {"n": 400},
@@ -68,8 +69,7 @@ SMALLER_REFERENCE: dict[str, dict[str, Any]] = {
     "train_linear": {"samples": 10_000, "features": 32, "epochs": 1, "batch_size": 256},
     "train_mlp": {"samples": 5_000, "features": 64, "hidden": [128], "classes": 10, "epochs": 1, "batch_size": 256},
 }
-for _op, _small in SMALLER_REFERENCE.items():
-    CPU_REFERENCE[_op] = [*CPU_REFERENCE[_op], _small]
+CPU_REFERENCE.update({op: [*CPU_REFERENCE[op], small] for op, small in SMALLER_REFERENCE.items()})
 
 _GPU_LARGE: dict[str, list[dict[str, Any]]] = {
     "batched_matmul": [{"batch": 512, "m": 256, "n": 256, "k": 256}, {"batch": 256, "m": 1024, "n": 1024, "k": 1024}],
