@@ -16,7 +16,7 @@ from orchestrator.execute import harness, sentinel
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
 from orchestrator.profile.model import Sentinel
-from orchestrator.results.noise import noise_of
+from orchestrator.results.noise import noise_of, unsteady
 from orchestrator.results.rows import JobRow
 from orchestrator.workload.model import AutoRepeats
 from tests.cli import orch
@@ -163,3 +163,38 @@ def test_a_cpu_probe_runs_at_the_profiles_width_whatever_the_job_asked():
         assert found["threads"] == len(os.sched_getaffinity(0))
     finally:
         torch.set_num_threads(before)
+
+
+def test_unsteady_is_a_probe_three_times_slower_than_another():
+    rows = [_row(1e-3, 1e-3), _row(1e-3, 1.2e-3)]
+    assert noise_of(rows)["cpu"]["slowest_x"] == pytest.approx(1.2, rel=1e-3)
+    assert unsteady(noise_of(rows)) == {}
+    shaken = noise_of(rows, [{"device": "cpu", "gemm_s": 4e-3, "copy_s": 4e-3, "at": 9}])
+    assert unsteady(shaken) == {"cpu": pytest.approx(4.0)}
+
+
+def test_a_run_whose_sentinel_ran_far_slower_at_its_end_is_not_learnt_from(tmp_path, orch_home, monkeypatch):
+    """The probes at the jobs' start read normal, the run's end 20x slow (a test suite beside a
+    training run did that here): the run says so and nothing is learnt from it, now or later."""
+    from orchestrator.backends.dask import DaskBackend
+    from orchestrator.cost.calibration import calibration_path
+    from orchestrator.results.store import ResultStore
+    from orchestrator.run.runner import RunOptions, run_workload
+    from orchestrator.workload.loader import load
+
+    real = DaskBackend.probe
+
+    def slow_end(self, threads=None):
+        return [{**p, "gemm_s": 20 * p["gemm_s"], "copy_s": 20 * p["copy_s"]} for p in real(self, threads)]
+
+    monkeypatch.setattr(DaskBackend, "probe", slow_end)
+    path = tmp_path / "w.yaml"
+    path.write_text("version: 1\nname: w\njobs:\n  - {name: d, op: dot, n: 100K}\n  - {name: a, op: axpy, n: 100K}\n")
+    hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    report = run_workload(load(path), hw, RunOptions())
+    assert all(job["status"] == "ok" for job in report.jobs)
+    assert report.noise["cpu"]["slowest_x"] >= 3
+    assert any("this run is not learnt from" in w and "slower" in w for w in report.warnings), report.warnings
+    assert not calibration_path("cpu-c7i-8xlarge").exists()
+    with ResultStore() as results:
+        assert results.jobs_for_profile("cpu-c7i-8xlarge")[0] == []

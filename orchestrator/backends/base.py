@@ -129,6 +129,9 @@ class Backend(abc.ABC):
     def expect(self, durations: dict[str, float]) -> None:
         """What each key prefix's tasks are predicted to take, for engines that schedule by it."""
 
+    def ready(self) -> None:
+        """Wait until the workers run jobs at their speed, before the first is submitted."""
+
     def share_cores(self, count: int) -> None:
         """CPU jobs share `count` cores of the host, each holding the `cores` it was submitted
         with: for engines that do not account cores themselves (Ray does, by `num_cpus`)."""

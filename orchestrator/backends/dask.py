@@ -20,6 +20,7 @@ from typing import Any
 
 from orchestrator.backends import probe
 from orchestrator.backends.cores import Cores
+from orchestrator.backends.gpu_workers import gpu_worker_specs
 from orchestrator.backends.base import DEFAULT_RETRIES, Backend, Capacity, Outcome, failed_group, group_outcomes
 from orchestrator.errors import EnvironmentUnavailable, InputError
 from orchestrator.execute.task import Task
@@ -225,9 +226,17 @@ class DaskBackend(Backend):
         except Exception:  # noqa: BLE001 - a worker gone at the end leaves the run's noise unmeasured there
             return []
 
+    def ready(self) -> None:
+        """The embedded workers import torch in the background (1.2 s each here); a job or probe
+        beside one still importing ran 30-50x slow on 2 cores (its threads wait on each other)."""
+        if self.embedded:
+            from orchestrator.backends.worker import load_kernels
+
+            self.client.run(load_kernels)
+
     def share_cores(self, count: int) -> None:
         """The embedded cluster's CPU workers hold cores per job (cores.py); an existing
-        cluster's workers run what their threads allow, as before."""
+        cluster's workers run what their threads allow."""
         from orchestrator import paths
 
         if self.embedded and count > 1:
@@ -349,45 +358,6 @@ def _forget_topics(topics: list[str], dask_scheduler: Any = None) -> None:
 
 def _allowed_failures(dask_scheduler: Any) -> int:
     return dask_scheduler.allowed_failures
-
-
-def gpu_worker_specs(gpus: int, worker: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """One Nanny per GPU, named gpu-I, resource `gpu` = 1, its own GPU first in
-    CUDA_VISIBLE_DEVICES: dask-cuda's worker spec (with its CPU affinity) where dask-cuda
-    imports, else plain Nannies; and which of the two was used. Under ORCH_FAKE_GPUS=N each
-    worker presents one stand-in GPU (ORCH_FAKE_GPUS=1)."""
-    import os
-
-    from distributed import Nanny
-
-    fake = bool(os.environ.get("ORCH_FAKE_GPUS"))
-    base: dict[int, dict[str, Any]] = {}
-    shape = "one plain Dask worker per GPU (CUDA_VISIBLE_DEVICES; dask-cuda is not installed)"
-    if fake:
-        shape = f"one Dask worker per stand-in GPU (ORCH_FAKE_GPUS={gpus})"
-    else:
-        try:
-            from dask_cuda.worker_spec import worker_spec
-
-            base = worker_spec(dashboard_address="127.0.0.1:0", threads_per_worker=1,
-                               CUDA_VISIBLE_DEVICES=list(range(gpus)))
-            from importlib import metadata
-
-            shape = f"dask-cuda {metadata.version('dask-cuda')} worker spec: one worker per GPU, with CPU affinity"
-        except Exception as exc:  # noqa: BLE001 - dask-cuda absent, or unable to start here
-            if not isinstance(exc, ImportError):
-                shape = f"one plain Dask worker per GPU (CUDA_VISIBLE_DEVICES; dask-cuda failed: {type(exc).__name__})"
-    specs = {}
-    for index in range(gpus):
-        spec = base.get(index, {"cls": Nanny, "options": {}})
-        options = {k: v for k, v in spec.get("options", {}).items() if k not in ("interface", "protocol")}
-        order = [index, *(i for i in range(gpus) if i != index)]
-        env = {**options.get("env", {}), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-        env.update({"ORCH_FAKE_GPUS": "1"} if fake else {"CUDA_VISIBLE_DEVICES": env.get("CUDA_VISIBLE_DEVICES")
-                                                         or ",".join(map(str, order))})
-        options.update({**worker, "nthreads": 1, "resources": {"gpu": 1}, "env": env, "name": f"gpu-{index}"})
-        specs[f"gpu-{index}"] = {"cls": spec.get("cls", Nanny), "options": options}
-    return specs, shape
 
 
 def _listed(gpu_hosts: dict[str, list[str]]) -> str:

@@ -51,10 +51,11 @@ def dask_setup(worker: Any) -> None:
         pass
     # The kernels (torch: 1.2 s here) load while the cluster finishes starting and orch plans;
     # the first task that needs them waits on Python's import lock for the rest.
-    threading.Thread(target=_load_kernels, name="orch-load-kernels", daemon=True).start()
+    threading.Thread(target=load_kernels, name="orch-load-kernels", daemon=True).start()
 
 
-def _load_kernels() -> None:
+def load_kernels() -> None:
+    """Import the kernels (torch) here, or wait for the background import to finish."""
     import orchestrator.execute.harness  # noqa: F401
 
 

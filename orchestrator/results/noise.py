@@ -37,5 +37,19 @@ def noise_of(rows: list[JobRow], end: list[dict[str, Any]] | str | None = None) 
         middle = statistics.median(speed)
         found[kind] = {"probes": len(mine), "gemm_s": statistics.median(p["gemm_s"] for p in mine),
                        "copy_s": statistics.median(p["copy_s"] for p in mine),
-                       "spread": round((max(speed) - min(speed)) / middle, 4)}
+                       "spread": round((max(speed) - min(speed)) / middle, 4),
+                       "slowest_x": round(max(speed) / min(speed), 3)}
     return found
+
+
+# A run whose sentinel ran this many times slower at one moment than at another was disturbed
+# beyond what dividing by its probes corrects (cost/refit.py believes a probe up to 3x): on this
+# VM a test suite beside a training run made its jobs 10-40x slow while the probes at their start
+# read normal, and learning from it priced axpy 4x and train_mlp 3x slow (docs/benchmarks.md).
+UNSTEADY_X = 3.0
+
+
+def unsteady(noise: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Device kind -> how many times slower its slowest probe ran than its fastest, where that
+    is UNSTEADY_X or more."""
+    return {kind: found["slowest_x"] for kind, found in noise.items() if found.get("slowest_x", 1.0) >= UNSTEADY_X}

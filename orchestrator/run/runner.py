@@ -21,7 +21,7 @@ from orchestrator.errors import InputError, RunInterrupted
 from orchestrator.execute.task import Task
 from orchestrator.placement import Placement
 from orchestrator.plan.planner import JobPlan, Plan, busy_s, make_plan
-from orchestrator.results.noise import noise_of
+from orchestrator.results.noise import noise_of, unsteady
 from orchestrator.results.status import JobStatus, RunStatus
 from orchestrator.results.store import ResultStore, new_run_id
 from orchestrator.run import groups
@@ -197,6 +197,7 @@ class Session:
         grouped), each batch of results committed as it arrives."""
         self.emit(Submitting(self.run_id))
         self._disturbed(list(self.activity.seen.values()))
+        self.engine.ready()
         submitted = time.monotonic()
         gangs = {key: jp for key, jp in self.by_key.items() if gang(jp.chosen.placement, capacity)}
         for key, jp in gangs.items():  # each holds several workers: one at a time, before the rest
@@ -221,10 +222,15 @@ class Session:
         end = self.engine.probe(self.threads)
         report.noise = noise_of(rows, end)
         self._disturbed(self.activity.check(force=True))
-        if self.activity.seen:
+        shaken = unsteady(report.noise)
+        for kind, times in shaken.items():
+            self._warn(f"the sentinel ran {times:.1f}x slower at one moment of this run than at another ({kind}): the "
+                       "machine was disturbed, so this run is not learnt from")
+        if self.activity.seen or shaken:
             store.set_learn(run_id, False)  # later refits leave its measurements out too
         store.finish_run(run_id, RunStatus.FAILED if report.failed else RunStatus.DONE, end)
-        if self.options.learn and not self.activity.seen and any(job["status"] == JobStatus.OK for job in report.jobs):
+        if (self.options.learn and not self.activity.seen and not shaken
+                and any(job["status"] == JobStatus.OK for job in report.jobs)):
             self._learn()
         return report
 
@@ -241,10 +247,12 @@ class Session:
 
     def _disturbed(self, others: list[str]) -> None:
         for other in others:
-            message = (f"another orch run is active on this machine ({other}): the two measure each other, "
+            self._warn(f"another orch run is active on this machine ({other}): the two measure each other, "
                        "so this run is not learnt from")
-            self.report.warnings.append(message)
-            self.emit(Warned(message))
+
+    def _warn(self, message: str) -> None:
+        self.report.warnings.append(message)
+        self.emit(Warned(message))
 
     def _learn(self) -> None:
         """Feed this run to the profile's calibration (`orch calibrate` does the same on demand)."""
