@@ -52,4 +52,4 @@ UNSTEADY_X = 3.0
 def unsteady(noise: dict[str, dict[str, float]]) -> dict[str, float]:
     """Device kind -> how many times slower its slowest probe ran than its fastest, where that
     is UNSTEADY_X or more."""
-    return {kind: found["slowest_x"] for kind, found in noise.items() if found.get("slowest_x", 1.0) >= UNSTEADY_X}
+    return {kind: found["slowest_x"] for kind, found in noise.items() if found["slowest_x"] >= UNSTEADY_X}
