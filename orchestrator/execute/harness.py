@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from orchestrator import ops
-from orchestrator.execute import sentinel
+from orchestrator.execute import allocator, sentinel
 from orchestrator.execute.task import JobResult, Task
 from orchestrator.placement import Placement
 from orchestrator.workload.model import AUTO
@@ -200,6 +200,7 @@ def execute(task: Task, gpu_ids: list[int] | None = None) -> JobResult:
     """Run one job; returns measured_s, every timing, the check and where it ran."""
     _inject_failure(task.name)
     _inject_crash(task.name)
+    allocator.steady()  # the allocator the profile measured with, whatever the process ran before
     op = ops.get(task.op)
     p = task.params
     placement = task.placement

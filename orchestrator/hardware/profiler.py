@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator import __version__
+from orchestrator.execute import allocator
 from orchestrator.hardware import bench_cpu, bench_gpu, bench_ops
 from orchestrator.hardware.cpu import discover_cpu
 from orchestrator.hardware.nvml import GpuDiscovery, discover_gpus
@@ -225,6 +226,7 @@ def profile_machine(*, quick: bool = False, nvml: ModuleType | None = None, env:
         done += 1
 
     if benchmark:
+        allocator.steady()  # the allocator every job's process times with (execute/allocator.py)
         _bench_cpu(cpu, quick, flags, step)
         _bench_gpus(discovery.gpus, quick, flags, step, gpu_device)
         if progress:

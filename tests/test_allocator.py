@@ -1,0 +1,68 @@
+"""The allocator every timing process runs with (execute/allocator.py): a kernel's multi-MiB
+temporaries come from the reused heap, not from fresh pages, whatever the process was told by
+its parent (Dask's nanny exports MALLOC_TRIM_THRESHOLD_=65536, which pins glibc's mmap
+threshold at 128 KiB)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt")
+
+PROBE = textwrap.dedent("""
+    import ctypes, ctypes.util, json, sys
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    class Info(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+    if not hasattr(libc, "mallinfo2"):
+        print(json.dumps(None)); sys.exit()
+    libc.mallinfo2.restype = Info
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    SIZE = 4 * 2**20  # a k-means distance matrix of 70,000 x 16 float32
+
+    def block():
+        before = libc.mallinfo2()
+        pointer = libc.malloc(SIZE)
+        held = libc.mallinfo2()
+        libc.free(pointer)
+        after = libc.mallinfo2()
+        return {"mapped": held.hblkhd - before.hblkhd, "heap_kept": after.arena}
+
+    first = block()
+    if sys.argv[1] == "steady":
+        from orchestrator.execute import allocator
+        assert allocator.steady()
+    print(json.dumps({"before": first, "after": block()}))
+""")
+
+
+def _blocks(mode: str) -> dict:
+    env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "65536"}
+    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, env=env, check=True)
+    import json
+
+    found = json.loads(out.stdout)
+    if found is None:
+        pytest.skip("glibc without mallinfo2 (< 2.33)")
+    return found
+
+
+def test_a_worker_told_to_trim_serves_every_large_block_from_fresh_pages():
+    found = _blocks("as-told")
+    assert found["before"]["mapped"] >= 4 * 2**20
+    assert found["after"]["mapped"] >= 4 * 2**20  # every time: the threshold never rises
+
+
+def test_steady_serves_large_blocks_from_the_heap_and_keeps_it_for_the_next():
+    found = _blocks("steady")
+    assert found["before"]["mapped"] >= 4 * 2**20  # as the parent left it
+    assert found["after"]["mapped"] == 0
+    assert found["after"]["heap_kept"] >= 4 * 2**20  # freed, and not trimmed back to the kernel
