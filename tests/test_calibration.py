@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from orchestrator import ops
 from orchestrator.cost.calibration import ANY_DTYPE, Calibration, Factors, Sample, fit, fit_group
-from orchestrator.cost.model import candidates, predict
+from orchestrator.cost.candidates import candidates
+from orchestrator.cost.model import predict
 from tests.cli import orch
 from tests.test_cost_model import HARDWARE, PROFILES, jobs
 

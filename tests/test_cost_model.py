@@ -9,7 +9,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import ops
-from orchestrator.cost.model import candidates, predict
+from orchestrator.cost.candidates import candidates
+from orchestrator.cost.model import predict
 from orchestrator.cost.rates import gemm_rate
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.plan.planner import busy_s, make_plan

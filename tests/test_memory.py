@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from orchestrator.cost.model import candidates, predict
+from orchestrator.cost.candidates import candidates
+from orchestrator.cost.model import predict
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
 from orchestrator.workload.model import Job

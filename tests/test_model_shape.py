@@ -16,7 +16,8 @@ from orchestrator import ops
 from orchestrator.cost.alignment import alignment
 from orchestrator.cost.calibration import ANY_DTYPE, Calibration, Factors, fit
 from orchestrator.cost.refit import samples_from
-from orchestrator.cost.model import candidates, combine, predict
+from orchestrator.cost.candidates import candidates
+from orchestrator.cost.model import combine, predict
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
 from orchestrator.profile.model import OpBenchmark

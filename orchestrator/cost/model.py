@@ -36,6 +36,8 @@ DEFAULT_GPU_W = 300.0
 # curve (a batch of 128x128 products keeps both cores busy, where one 128^3 product does not),
 # which a user's kernel need not do; borrowed, that made attention predicted 2-3x fast.
 BORROWED_SCALE_AT_LEAST = 1.0
+# float64 gets a scale of its own over sizes where its references cover this many (`float64_scales`)
+FLOAT64_OWN_SCALE = 3
 ONE_THREAD = "cpu:1"  # the kind of a CPU's references timed on one thread (Hardware.op_scales)
 # dispatch_s: the launches a GPU overlaps with its work (0 on a CPU); see combine()
 TERMS = ("overhead_s", "dispatch_s", "compute_s", "memory_s", "transfer_s", "communication_s")
@@ -157,11 +159,31 @@ class Hardware:
     def op_scale(self, kind: str, op: str, work_s: float, dtype: str = "float32") -> float:
         """The measured scale at this much modelled work: log-linear between reference points,
         flat beyond them; float64 at its own level (`float64_ratios`) where it was measured."""
+        if dtype == "float64" and (kind, op) in self.float64_scales:
+            return rates.scale_at(self.float64_scales[(kind, op)], work_s)
         points = self.op_scales.get((kind, op))
         scale = rates.scale_at(points, work_s) if points else 1.0
         if dtype == "float64":
             scale *= self.float64_ratios.get((kind, op), 1.0)
         return scale
+
+    @functools.cached_property
+    def float64_scales(self) -> dict[tuple[str, str], list[tuple[float, float]]]:
+        """(device kind, op) -> float64's own scale over sizes, as `op_scales` is float32's, where
+        the op's float64 references cover FLOAT64_OWN_SCALE sizes (a CPU's: every size); with
+        fewer (a GPU's two) float64 takes float32's shape at its own level (`float64_ratios`).
+        float64's efficiency does not follow float32's over sizes: on 12 replays of two held-out
+        runs with six profiles (2-core VM), its own scale took the float64 jobs' median error
+        from 9.9% to 7.8% and the p90 from 22.0% to 20.2% (medians of the 12; docs/benchmarks.md
+        section 2.10)."""
+        scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for kind, op, benches in self._op_benchmarks():
+            found = (self._scale_point(kind, op, bench.params, "float64", bench.data, bench.measured_s)
+                     for bench in benches if bench.dtype == "float64")
+            points = [point for point in found if point]
+            if len(points) >= FLOAT64_OWN_SCALE:
+                scales[(kind, op)] = rates.monotone_scale(sorted(points))
+        return scales
 
 
 # The terms an op's measured scale multiplies: its work, and the launches a GPU issues while it
@@ -374,19 +396,3 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     floor = flops / share / peak if peak else 0.0
     fitted["compute_s"] = max(fitted["compute_s"], floor)  # no faster than the device can go
     return fitted, "fit"
-
-
-def candidates(hw: Hardware) -> list[Placement]:
-    """Every placement the hardware offers: cpu, gpu, gpu:N (powers of two and all), and the
-    multi-node forms cpu@K and gpu:N@K."""
-    found = [Placement("cpu")]
-    gpu_count = len(hw.gpus)
-    counts = sorted({c for c in (1, 2, 4, 8, 16) if c <= gpu_count} | ({gpu_count} if gpu_count else set()))
-    found += [Placement("gpu", c) for c in counts]
-    node_counts = sorted({k for k in (2, 4, 8, 16, 32, 64) if k <= hw.nodes} | ({hw.nodes} if hw.nodes > 1 else set()))
-    for k in node_counts:
-        if "cpu" in hw.spread:
-            found.append(Placement("cpu", 0, k))
-        if gpu_count and "gpu" in hw.spread:
-            found.append(Placement("gpu", gpu_count, k))
-    return found

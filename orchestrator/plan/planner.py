@@ -6,7 +6,8 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware, Prediction, candidates, predict
+from orchestrator.cost.candidates import candidates
+from orchestrator.cost.model import TASK_OVERHEAD_S, Hardware, Prediction, predict
 from orchestrator.errors import EnvironmentUnavailable, InputError
 from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op

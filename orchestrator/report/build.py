@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cost import rates
-from orchestrator.cost.model import Hardware, _power_w, candidates, predict
+from orchestrator.cost.candidates import candidates
+from orchestrator.cost.model import Hardware, _power_w, predict
 from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
