@@ -76,7 +76,7 @@ def test_saved_profile_round_trips(tiny_plans, orch_home):
 
 def test_each_added_reference_is_read_where_the_others_leave_the_scale_to_a_trend():
     """The third reference is read below the op's largest (below every other but k-means', whose
-    first is of another shape), at a size of no alignment class (an aligned one would only
+    first is of another shape, and the vector kernels' and the GEMM's, between their two), at a size of no alignment class (an aligned one would only
     measure a penalty, cost/alignment.py), timed on all the cores, on one thread and in float64
     where the op has float64 references."""
     from orchestrator.cost.alignment import alignment
@@ -85,8 +85,10 @@ def test_each_added_reference_is_read_where_the_others_leave_the_scale_to_a_tren
     for name, small in bench_ops.SMALLER_REFERENCE.items():
         op = get(name)
         others = [params for params in bench_ops.CPU_REFERENCE[name] if params is not small]
-        below = others[-1:] if name == "kmeans" else others
+        between = name in ("dot", "sum", "axpy", "matmul")
+        below = others[-1:] if name == "kmeans" or between else others
         assert all(op.flops(small) < op.flops(params) for params in below), name
+        assert not between or op.flops(small) > op.flops(others[0]), name
         assert alignment(op, small) == 0, name
         runs = [(dtype, threads) for params, dtype, threads in bench_ops.references(name, "cpu", cores=2) if params is small]
         assert ("float32", None) in runs and ("float32", 1) in runs, name

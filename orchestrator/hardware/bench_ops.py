@@ -57,8 +57,17 @@ CPU_REFERENCE: dict[str, list[dict[str, Any]]] = {
 # 2048 x 192 at 0.5-0.65, an MLP of one 128-wide layer at 0.7); for k-means the large one's
 # shape at a fifth of its samples (its first is of another shape: few features and clusters).
 # Measured here they predicted held-out factorisations within 9-12% at the median instead of 21%
-# (docs/benchmarks.md, 2.9). Under a millisecond to ten each.
+# (docs/benchmarks.md, 2.9). Under a millisecond to ten each. The vector kernels, the GEMMs and
+# the FFT take one too, between their two or below the smaller (a batched GEMM of 16 x 128^3 sat
+# at an eighth of the smaller's work), and with float64 timed at every CPU size each of these ops
+# has three float64 points: its own scale over sizes (cost/model.py, `float64_scales`).
 SMALLER_REFERENCE: dict[str, dict[str, Any]] = {
+    "dot": {"n": 1 << 22},
+    "sum": {"n": 1 << 22},
+    "axpy": {"n": 1 << 22},
+    "matmul": {"m": 640, "n": 640, "k": 640},
+    "batched_matmul": {"batch": 32, "m": 64, "n": 64, "k": 64},
+    "fft": {"n": 1 << 18},
     "solve": {"n": 400, "nrhs": 1},
     "cholesky": {"n": 400},
     "qr": {"m": 800, "n": 200},
