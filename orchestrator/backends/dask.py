@@ -31,6 +31,10 @@ BATCH_WAIT_S = 0.05
 # every small free and PyTorch's autograd (thousands of small tensors per step) ran 2.2x slower
 # here (train_mlp 50K samples: 550 ms against 250 ms). The thread-pool caps stay: orch sizes
 # the pools per job.
+# Dask's statistical profiler (for the dashboard's profile page) wakes every 10 ms in each worker
+# and walks the running task's stack: on 2 cores it slowed every two-thread job ~3% (102 profile
+# references run through the embedded cluster, four interleaved pairs: 1.04-1.08x the same
+# jobs in one process with it, 1.02-1.05x without). orch times jobs; its workers go without.
 # Workers import the kernels (and torch) in the background from the moment they start
 # (worker.dask_setup), not during the first job and without holding up the cluster's start.
 PRELOAD = ["orchestrator.backends.worker"]
@@ -119,6 +123,7 @@ class DaskBackend(Backend):
 
         retries = DEFAULT_RETRIES if self.retries is None else self.retries
         with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON,
+                              "distributed.worker.profile.enabled": False,
                               "distributed.scheduler.allowed-failures": retries}):
             return self._spawn(cores, gpus)
 
