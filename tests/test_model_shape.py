@@ -195,17 +195,20 @@ def test_an_op_benchmark_far_off_the_model_is_followed_not_clamped():
     assert math.isfinite(measured)
 
 
-def _with_cholesky_references(scales: dict[int, float]) -> tuple:
+def _with_cholesky_references(scales: dict[int, float], float64: dict[int, float] | None = None) -> tuple:
     """This VM's measured profile with cholesky's CPU references replaced: n -> what the model
-    without a scale predicts there, its work taken `scales[n]` times as long."""
+    without a scale predicts there, its work taken `scales[n]` times as long (and float64's,
+    `float64[n]` times)."""
     node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml")).model_copy(deep=True)
     bare = hardware_for(node, calibrated=False)
     benches = []
-    for n, scale in scales.items():
-        raw = predict(Job("r", "cholesky", {"n": n}), candidates(bare)[0], bare, scaled=False, calibrated=False)
-        work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
-        benches.append(OpBenchmark(params={"n": n}, dtype="float32", data="host",
-                                   measured_s=raw.predicted_s + (scale - 1) * work))
+    for dtype, table in (("float32", scales), ("float64", float64 or {})):
+        for n, scale in table.items():
+            raw = predict(Job("r", "cholesky", {"n": n}, dtype), candidates(bare)[0], bare, scaled=False,
+                          calibrated=False)
+            work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
+            benches.append(OpBenchmark(params={"n": n}, dtype=dtype, data="host",
+                                       measured_s=raw.predicted_s + (scale - 1) * work))
     node.cpu.op_benchmarks["cholesky"] = benches
     return node, hardware_for(node, calibrated=False)
 
@@ -216,29 +219,47 @@ def _work_s(job: Job, hw) -> float:
 
 
 def test_lapack_at_aligned_sizes_is_as_slow_as_its_references_measured():
-    """References at 1000 and 2000 make the scale; those at multiples of 512 (3x slower per FLOP)
-    and of 128 (1.5x) the penalties of their classes, which every size of that class pays; a
+    """References at 1000 and 2000 make the scale; those at multiples of 1024 and 2048 (3x
+    slower per FLOP) and of 128 (1.5x) the penalties of their classes, which every size of that
+    class pays, and the classes between are read between them (256: 1.5^(2/3) 3^(1/3)); a
     profile measured only at aligned sizes (before the penalties were measured) reads its scale
     off all of them, as before."""
     _, plain = _with_cholesky_references({1000: 2.0, 2000: 2.0})
     _, aligned = _with_cholesky_references({1000: 2.0, 2000: 2.0, 1024: 6.0, 2048: 6.0, 896: 3.0})
-    assert aligned.alignment_penalties[("cpu", "cholesky")] == pytest.approx({512: 3.0, 128: 1.5})
-    for n, penalty in ((1000, 1.0), (1536, 3.0), (4096, 3.0), (768, 1.5), (1152, 1.5), (1100, 1.0)):
+    between = (1.5 ** (2 / 3) * 3 ** (1 / 3), 1.5 ** (1 / 3) * 3 ** (2 / 3))
+    assert aligned.alignment_penalties[("cpu", "cholesky", "float32")] == pytest.approx(
+        {128: 1.5, 256: between[0], 512: between[1], 1024: 3.0, 2048: 3.0})
+    for n, penalty in ((1000, 1.0), (1536, between[1]), (4096, 3.0), (768, between[0]), (1152, 1.5), (1100, 1.0)):
         job = Job("c", "cholesky", {"n": n})
         assert _work_s(job, aligned) == pytest.approx(penalty * _work_s(job, plain), rel=1e-9), n
     float64 = Job("c", "cholesky", {"n": 1024}, "float64")
     assert _work_s(float64, aligned) == pytest.approx(3.0 * _work_s(float64, plain), rel=1e-9)
     _, legacy = _with_cholesky_references({1024: 6.0, 2048: 6.0})
-    assert ("cpu", "cholesky") not in legacy.alignment_penalties
+    assert ("cpu", "cholesky", "float32") not in legacy.alignment_penalties
     assert _work_s(Job("c", "cholesky", {"n": 1000}), legacy) == pytest.approx(
         3.0 * _work_s(Job("c", "cholesky", {"n": 1000}), plain), rel=0.02)
 
 
+def test_float64_pays_its_own_penalty_where_its_aligned_references_ran():
+    """float64 references at aligned sizes measure float64's penalty (MKL's float64 Cholesky of
+    1536 paid less than float32's here): a float64 job pays that one, a float32 job float32's."""
+    plain64 = {1000: 2.0, 2000: 2.0, 400: 2.0}
+    _, hw = _with_cholesky_references({1000: 2.0, 2000: 2.0, 1024: 6.0, 896: 3.0},
+                                      {**plain64, 1024: 3.0, 896: 2.2})
+    assert hw.alignment_penalties[("cpu", "cholesky", "float64")][1024] == pytest.approx(1.5)
+    assert hw.alignment_penalties[("cpu", "cholesky", "float32")][1024] == pytest.approx(3.0)
+    _, bare = _with_cholesky_references({1000: 2.0, 2000: 2.0}, plain64)
+    for dtype, penalty in (("float64", 1.5), ("float32", 3.0)):
+        job = Job("c", "cholesky", {"n": 1024}, dtype)
+        assert _work_s(job, hw) == pytest.approx(penalty * _work_s(job, bare), rel=1e-6), dtype
+
+
 def test_a_penalty_is_never_below_one_nor_below_a_less_aligned_class():
     _, hw = _with_cholesky_references({1000: 2.0, 2000: 2.0, 1024: 1.8, 2048: 2.2, 896: 2.6})
-    assert hw.alignment_penalties[("cpu", "cholesky")] == pytest.approx({128: 1.3, 512: 1.3})
+    assert hw.alignment_penalties[("cpu", "cholesky", "float32")] == pytest.approx(
+        dict.fromkeys((128, 256, 512, 1024, 2048), 1.3))
     _, hw = _with_cholesky_references({1000: 2.0, 2000: 2.0, 1024: 1.9, 2048: 1.9, 896: 1.9})
-    assert hw.alignment_penalties[("cpu", "cholesky")] == {128: 1.0, 512: 1.0}
+    assert hw.alignment_penalties[("cpu", "cholesky", "float32")] == dict.fromkeys((128, 256, 512, 1024, 2048), 1.0)
 
 
 def test_runs_at_aligned_and_other_sizes_make_one_curve():
@@ -254,7 +275,7 @@ def test_runs_at_aligned_and_other_sizes_make_one_curve():
     rows = [JobRow("r", f"c{n}", "cholesky", {"n": n}, "ok", placement="cpu", dtype="float32", data="host",
                    measured_s=bent(n)) for n in (512, 1000, 1024, 2048)]
     samples = samples_from(rows, hw)
-    assert [s.penalty for s in samples] == pytest.approx([3.0, 1.0, 3.0, 3.0])
+    assert [s.penalty for s in samples] == pytest.approx([1.5 ** (1 / 3) * 3 ** (2 / 3), 1.0, 3.0, 3.0])
     learnt = dataclasses.replace(hw, calibration=fit("vm", samples, runs=1, fitted="now"))
     assert learnt.calibration.groups[0].form == "curve"
     for n in (768, 1536, 1500):

@@ -13,12 +13,13 @@ its work is the penalty of its class, and it multiplies the work of every job of
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
 from orchestrator.ops import Op
 
-ALIGNMENTS = (512, 128)  # the classes, most aligned first: a multiple of 512, else of 128
+ALIGNMENTS = (2048, 1024, 512, 256, 128)  # the classes, most aligned first: each power of two
 
 
 def alignment(op: Op, params: dict[str, Any]) -> int:
@@ -31,23 +32,39 @@ def alignment(op: Op, params: dict[str, Any]) -> int:
 
 
 def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
-    """Each measured class's penalty from what its references ran slower than the op's scale:
-    their median, never below 1 nor below a less aligned class's (0.97-1.05 is what the classes
-    of an op without a penalty measure here: noise, not a speed-up), so that growing a size by
-    a whole factor, which never makes it less aligned, never predicts less time."""
+    """Every class's penalty from what the measured classes' references ran slower than the op's
+    scale: a measured class the median of its own, one between two measured classes read
+    between them (log-linear in the class), one beyond them the nearest's. Classes were once
+    two (multiples of 512, of 128), and a Cholesky of 1536 paid the median of 1024's 3.6x and
+    1536's own 2.3-2.8x: predicted 1.11-1.29x its time in every held-out run, while 768 paid
+    896's 1.3x and ran 1.2-1.5x that (docs/benchmarks.md, 2.10). Never below 1 nor below a less
+    aligned class's (0.97-1.05 is what the classes of an op without a penalty measure here:
+    noise, not a speed-up), so that growing a size by a whole factor, which never makes it less
+    aligned, never predicts less time."""
+    measured = {size: statistics.median(found) for size, found in ratios.items() if found}
+    if not measured:
+        return {}
+    known = sorted(measured)
     found, floor = {}, 1.0
-    for size in reversed(ALIGNMENTS):
-        if size in ratios:
-            floor = found[size] = max(floor, statistics.median(ratios[size]))
+    for size in reversed(ALIGNMENTS):  # least aligned first
+        below = [k for k in known if k <= size]
+        above = [k for k in known if k >= size]
+        if below and above and below[-1] != above[0]:
+            low, high = below[-1], above[0]
+            share = math.log(size / low) / math.log(high / low)
+            value = math.exp((1 - share) * math.log(measured[low]) + share * math.log(measured[high]))
+        else:
+            value = measured[(below or above)[-1 if below else 0]]
+        floor = found[size] = max(floor, value)
     return found
 
 
-def split_references(kind: str, op: Op, benches: list[Any]) -> tuple[list[Any], list[Any]]:
-    """An op's references other than float64's, split into those its scale is read from and
-    those that measure an alignment's penalty: on a CPU whose profile has references of both
-    kinds; otherwise all make the scale (a profile from before the penalty was measured, a
-    GPU's: cuSOLVER's was not measured)."""
-    plain = [bench for bench in benches if bench.dtype != "float64"]
+def split_references(kind: str, op: Op, benches: list[Any], float64: bool = False) -> tuple[list[Any], list[Any]]:
+    """An op's references of one level (float64's, or every other dtype's), split into those
+    its scale is read from and those that measure an alignment's penalty: on a CPU whose profile
+    has references of both kinds; otherwise all make the scale (a profile from before the
+    penalty was measured, a GPU's: cuSOLVER's was not measured)."""
+    plain = [bench for bench in benches if (bench.dtype == "float64") == float64]
     aligned = [bench for bench in plain if kind == "cpu" and alignment(op, bench.params)]
     unaligned = [bench for bench in plain if bench not in aligned]
     return (unaligned, aligned) if unaligned and aligned else (plain, [])

@@ -98,36 +98,36 @@ class Hardware:
         and svd 2x slower than float32's scale said, eigh 2x faster)."""
         ratios: dict[tuple[str, str], float] = {}
         for kind, op, benches in self._op_benchmarks():
-            found = []
-            for bench in benches:
-                if bench.dtype != "float64" or (kind, op) not in self.op_scales:
-                    continue
-                point = self._scale_point(kind, op, bench.params, "float64", bench.data, bench.measured_s)
-                if point:  # read where a float64 job of these sizes reads the scale: at its own work
-                    found.append(point[1] / self.op_scale(kind, op, point[0]))
-            if found:
+            found = [self._scale_point(kind, op, bench.params, "float64", bench.data, bench.measured_s)
+                     for bench in split_references(kind, get_op(op), benches, float64=True)[0]]
+            # read where a float64 job of these sizes reads the scale: at its own work
+            found = [point[1] / self.op_scale(kind, op, point[0]) for point in found if point]
+            if found and (kind, op) in self.op_scales:
                 ratios[(kind, op)] = statistics.median(found)
         return ratios
 
     @functools.cached_property
-    def alignment_penalties(self) -> dict[tuple[str, str], dict[int, float]]:
-        """(device kind, op) -> {alignment: how much slower than the op's scale its references of
-        that alignment ran} (cost/alignment.py, `penalties`)."""
-        penalties: dict[tuple[str, str], dict[int, float]] = {}
+    def alignment_penalties(self) -> dict[tuple[str, str, str], dict[int, float]]:
+        """(device kind, op, float32 or float64) -> {alignment: how much slower than the op's scale
+        at that level its references of that alignment ran} (cost/alignment.py, `penalties`)."""
+        penalties: dict[tuple[str, str, str], dict[int, float]] = {}
         for kind, op, benches in self._op_benchmarks():
-            ratios: dict[int, list[float]] = {}
-            for bench in split_references(kind, get_op(op), benches)[1]:
-                point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
-                if point and (kind, op) in self.op_scales:
-                    ratios.setdefault(alignment(get_op(op), bench.params), []).append(
-                        point[1] / self.op_scale(kind, op, point[0]))
-            if ratios:
-                penalties[(kind, op)] = aligned_penalties(ratios)
+            for level in ("float32", "float64"):
+                ratios: dict[int, list[float]] = {}
+                for bench in split_references(kind, get_op(op), benches, level == "float64")[1]:
+                    point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
+                    if point and (kind, op) in self.op_scales:
+                        ratios.setdefault(alignment(get_op(op), bench.params), []).append(
+                            point[1] / self.op_scale(kind, op, point[0], level))
+                if ratios:
+                    penalties[(kind, op, level)] = aligned_penalties(ratios)
         return penalties
 
-    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any]) -> float:
-        """The measured penalty of these parameters' alignment (1 where none was measured)."""
-        found = self.alignment_penalties.get((kind, op))
+    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
+        """The measured penalty of these parameters' alignment (1 where none was measured):
+        float64's own where its aligned references were timed, else float32's."""
+        level = "float64" if dtype == "float64" and (kind, op, "float64") in self.alignment_penalties else "float32"
+        found = self.alignment_penalties.get((kind, op, level))
         return found.get(alignment(get_op(op), params), 1.0) if found else 1.0
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
@@ -179,7 +179,7 @@ class Hardware:
         scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for kind, op, benches in self._op_benchmarks():
             found = (self._scale_point(kind, op, bench.params, "float64", bench.data, bench.measured_s)
-                     for bench in benches if bench.dtype == "float64")
+                     for bench in split_references(kind, get_op(op), benches, float64=True)[0])
             points = [point for point in found if point]
             if len(points) >= FLOAT64_OWN_SCALE:
                 scales[(kind, op)] = rates.monotone_scale(sorted(points))
@@ -327,7 +327,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
-                penalty = hw.alignment_penalty(kind, op.name, p)
+                penalty = hw.alignment_penalty(kind, op.name, p, job.dtype)
                 scale *= penalty
                 single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype) * penalty
                 if single and (threads == 1 or (threads is None and single < scale)):
@@ -385,7 +385,7 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     flops = get_op(job.op).flops(job.params)
     curve = factors.time_at(flops) if placement.devices == 1 else None  # the curve's sizes ran on one device
     if curve is not None:
-        curve *= hw.alignment_penalty(rates.kind_of(device), job.op, job.params)  # the curve has it divided out
+        curve *= hw.alignment_penalty(rates.kind_of(device), job.op, job.params, job.dtype)  # the curve has it divided out
         scale = curve / combine(terms)
         return {name: value * scale for name, value in terms.items()}, "fit"
     work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))

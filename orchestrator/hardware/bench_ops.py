@@ -129,6 +129,7 @@ def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any
     wide = (sizes if device == "cpu" else sizes[:2]) if op in FLOAT64_OPS else []
     aligned = ALIGNED_REFERENCE.get(op, []) if device == "cpu" else []
     single = sizes if device == "cpu" and cores > 1 else []
+    wide = [*wide, *aligned] if op in FLOAT64_OPS else wide
     return ([(params, "float32", None) for params in [*sizes, *aligned]] + [(params, "float64", None) for params in wide]
             + [(params, "float32", 1) for params in single])
 
