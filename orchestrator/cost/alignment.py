@@ -6,9 +6,11 @@ scale"). A leading dimension that is a multiple of a large power of two maps a p
 onto the same cache sets; how much that costs depends on the library and the CPU, so the
 model cannot derive it and the profile measures it.
 
-Each LAPACK op's CPU references sit at sizes that are multiples of neither alignment below, and
-two more at sizes that are: one of each. What each of those measured over the op's scale read at
-its work is the penalty of its class, and it multiplies the work of every job of that class.
+Each LAPACK op's CPU references sit at sizes that are multiples of none of the classes below (the
+powers of two from 128 to 2048), and three more at sizes that are, in float32 and in float64.
+What each of those measured over the op's scale read at its work is the penalty of its class
+(`penalties`: the classes between measured ones read between them), and it multiplies the work
+of every job of that class and dtype.
 """
 
 from __future__ import annotations
@@ -36,8 +38,8 @@ def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
     scale: a measured class the median of its own, one between two measured classes read
     between them (log-linear in the class), one beyond them the nearest's. Classes were once
     two (multiples of 512, of 128), and a Cholesky of 1536 paid the median of 1024's 3.6x and
-    1536's own 2.3-2.8x: predicted 1.11-1.29x its time in every held-out run, while 768 paid
-    896's 1.3x and ran 1.2-1.5x that (docs/benchmarks.md, 2.10). Never below 1 nor below a less
+    1536's own 2.3-2.8x: predicted 1.10-1.29x its time in every held-out run, while 768 paid
+    896's 1.3x and ran 1.15-1.5x that (docs/benchmarks.md, 2.10). Never below 1 nor below a less
     aligned class's (0.97-1.05 is what the classes of an op without a penalty measure here:
     noise, not a speed-up), so that growing a size by a whole factor, which never makes it less
     aligned, never predicts less time."""

@@ -116,8 +116,10 @@ ALIGNED_REFERENCE: dict[str, list[dict[str, Any]]] = {
 
 # float64 runs each op's kernel at float64's own level (cost/model.py, `float64_ratios`): on an
 # H100 cuSOLVER's float64 qr and svd took 2x what float32's scale said, its eigh half. Timed at
-# every CPU reference and a GPU's first two (the level is their median: one alone varied 2x
-# between two quick profiles here). Training in float64 is rare: its ops keep float32's.
+# every CPU reference, the aligned ones included (float64's own scale over sizes and its own
+# penalties: `float64_scales`, `alignment_penalties`), and a GPU's first two (the level is their
+# median: one alone varied 2x between two quick profiles here). Training in float64 is rare:
+# its ops keep float32's.
 FLOAT64_OPS = tuple(op for op in CPU_REFERENCE if not op.startswith("train_"))
 
 
