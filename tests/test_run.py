@@ -281,29 +281,6 @@ def test_embedded_dask_listens_on_loopback_only():
         backend.close()
 
 
-def _worker_settings() -> dict:
-    import dask
-
-    return {"profiler": dask.config.get("distributed.worker.profile.enabled"),
-            "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
-
-
-def test_embedded_workers_time_jobs_without_dasks_sampling_profiler_or_its_malloc_trim():
-    """The embedded cluster's workers run with Dask's statistical profiler off (it woke every
-    10 ms and slowed two-thread jobs ~3% on 2 cores) and without the nanny's
-    MALLOC_TRIM_THRESHOLD_ (execute/allocator.py)."""
-    from orchestrator.backends.dask import DaskBackend
-
-    backend = DaskBackend(None)
-    backend.start(cores=2, gpus=0)
-    try:
-        found = backend.client.run(_worker_settings)
-        assert len(found) == 2
-        assert all(settings == {"profiler": False, "trim": None} for settings in found.values()), found
-    finally:
-        backend.close()
-
-
 def test_a_job_sizes_openmp_to_its_cores_and_leaves_numpys_blas_pool_alone():
     """A CPU job gets its cores in torch and OpenMP (what torch's MKL runs on); numpy's OpenBLAS
     pool stays at the worker's one thread. Enlarging it started a thread that spun for ~0.1 s and
