@@ -128,10 +128,9 @@ def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any
     threads None runs on all the cores, 1 on one (a CPU's float32 references again, where it
     has more than one core: the planner runs a job on one thread where that is faster)."""
     sizes = (GPU_REFERENCE if device == "gpu" else CPU_REFERENCE)[op]
-    wide = (sizes if device == "cpu" else sizes[:2]) if op in FLOAT64_OPS else []
     aligned = ALIGNED_REFERENCE.get(op, []) if device == "cpu" else []
+    wide = ([*sizes, *aligned] if device == "cpu" else sizes[:2]) if op in FLOAT64_OPS else []
     single = sizes if device == "cpu" and cores > 1 else []
-    wide = [*wide, *aligned] if op in FLOAT64_OPS else wide
     return ([(params, "float32", None) for params in [*sizes, *aligned]] + [(params, "float64", None) for params in wide]
             + [(params, "float32", 1) for params in single])
 
