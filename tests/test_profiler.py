@@ -76,9 +76,9 @@ def test_saved_profile_round_trips(tiny_plans, orch_home):
 
 def test_each_added_reference_is_read_where_the_others_leave_the_scale_to_a_trend():
     """The third reference is read below the op's largest (below every other but k-means', whose
-    first is of another shape, and the vector kernels' and the GEMM's, between their two), at a size of no alignment class (an aligned one would only
-    measure a penalty, cost/alignment.py), timed on all the cores, on one thread and in float64
-    where the op has float64 references."""
+    first is of another shape, and the vector kernels' and the GEMM's, between their two), at a
+    size of no alignment class (an aligned one would only measure a penalty, cost/alignment.py),
+    timed on all the cores, on one thread and in float64 where the op has float64 references."""
     from orchestrator.cost.alignment import alignment
     from orchestrator.ops import get
 
