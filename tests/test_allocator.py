@@ -77,17 +77,25 @@ def _worker_settings() -> dict:
             "trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
 
-def test_embedded_workers_time_jobs_without_dasks_sampling_profiler_or_its_malloc_trim():
+def test_embedded_workers_time_jobs_without_dasks_sampling_profiler_or_its_malloc_trim(monkeypatch):
     """The embedded cluster's workers run with Dask's statistical profiler off (it woke every
     10 ms and slowed two-thread jobs ~3% on 2 cores) and without the nanny's
-    MALLOC_TRIM_THRESHOLD_ (execute/allocator.py)."""
-    from orchestrator.backends.dask import DaskBackend
+    MALLOC_TRIM_THRESHOLD_ (execute/allocator.py); and this process keeps its own environment
+    (the nannies set OMP_NUM_THREADS=1 and the rest in the process they run in: every process
+    started after them here ran on one thread)."""
+    from orchestrator.backends.dask import WORKER_ENVIRON, DaskBackend
 
+    for name in WORKER_ENVIRON:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    before = {name: os.environ.get(name) for name in [*WORKER_ENVIRON, "PYTHONHASHSEED"]}
     backend = DaskBackend(None)
     backend.start(cores=2, gpus=0)
     try:
+        assert {name: os.environ.get(name) for name in before} == before
         found = backend.client.run(_worker_settings)
         assert len(found) == 2
         assert all(settings == {"profiler": False, "trim": None} for settings in found.values()), found
     finally:
         backend.close()
+    assert {name: os.environ.get(name) for name in before} == before
