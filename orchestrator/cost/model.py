@@ -80,12 +80,17 @@ class Hardware:
         work. Derived from the model without calibration: the scale says what the profile
         measured, and calibration learns on top of it (deriving the scale from a calibrated model
         cancels the factor)."""
+        return self._reference_scales(float64=False, at_least=1)
+
+    def _reference_scales(self, float64: bool, at_least: int) -> dict[tuple[str, str], list[tuple[float, float]]]:
+        """(device kind, op) -> the monotone scale through one level's unaligned references
+        (float64's or every other dtype's), where they give `at_least` points."""
         scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
         for kind, op, benches in self._op_benchmarks():
             found = (self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
-                     for bench in split_references(kind, get_op(op), benches)[0])
+                     for bench in split_references(kind, get_op(op), benches, float64)[0])
             points = [point for point in found if point]
-            if points:
+            if len(points) >= at_least:
                 scales[(kind, op)] = rates.monotone_scale(sorted(points))
         return scales
 
@@ -176,14 +181,7 @@ class Hardware:
         runs with six profiles (2-core VM), its own scale took the float64 jobs' median error
         from 9.9% to 7.8% and the p90 from 22.0% to 20.2% (medians of the 12; docs/benchmarks.md
         section 2.10)."""
-        scales: dict[tuple[str, str], list[tuple[float, float]]] = {}
-        for kind, op, benches in self._op_benchmarks():
-            found = (self._scale_point(kind, op, bench.params, "float64", bench.data, bench.measured_s)
-                     for bench in split_references(kind, get_op(op), benches, float64=True)[0])
-            points = [point for point in found if point]
-            if len(points) >= FLOAT64_OWN_SCALE:
-                scales[(kind, op)] = rates.monotone_scale(sorted(points))
-        return scales
+        return self._reference_scales(float64=True, at_least=FLOAT64_OWN_SCALE)
 
 
 # The terms an op's measured scale multiplies: its work, and the launches a GPU issues while it
