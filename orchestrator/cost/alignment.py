@@ -49,14 +49,16 @@ def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
     known = sorted(measured)
     found, floor = {}, 1.0
     for size in reversed(ALIGNMENTS):  # least aligned first
-        below = [k for k in known if k <= size]
-        above = [k for k in known if k >= size]
-        if below and above and below[-1] != above[0]:
+        below = [k for k in known if k < size]
+        above = [k for k in known if k > size]
+        if size in measured:
+            value = measured[size]
+        elif below and above:
             low, high = below[-1], above[0]
             share = math.log(size / low) / math.log(high / low)
             value = math.exp((1 - share) * math.log(measured[low]) + share * math.log(measured[high]))
-        else:
-            value = measured[(below or above)[-1 if below else 0]]
+        else:  # beyond the measured classes: the nearest's
+            value = measured[below[-1] if below else above[0]]
         floor = found[size] = max(floor, value)
     return found
 
