@@ -56,9 +56,10 @@ def slowdown(row: JobRow, nominal: dict[str, tuple[float, float]]) -> float:
     SPEED_LIMITS."""
     ratios = [math.sqrt(p["gemm_s"] / nominal[p["device"]][0] * p["copy_s"] / nominal[p["device"]][1])
               for p in _probes(row) if p.get("device") in nominal]
-    if not ratios or 1 / SPEED_UNSEEN < statistics.fmean(ratios) < SPEED_UNSEEN:
+    mean = statistics.fmean(ratios) if ratios else 1.0
+    if 1 / SPEED_UNSEEN < mean < SPEED_UNSEEN:
         return 1.0
-    return min(max(statistics.fmean(ratios), SPEED_LIMITS[0]), SPEED_LIMITS[1])
+    return min(max(mean, SPEED_LIMITS[0]), SPEED_LIMITS[1])
 
 
 def normalised(rows: list[JobRow], hw: Hardware) -> list[JobRow]:
