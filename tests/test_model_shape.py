@@ -318,3 +318,44 @@ def test_a_cpu_job_runs_on_one_thread_where_its_references_ran_faster_so():
     slow = _with_one_thread_references("matmul", [{"m": 256, "n": 256, "k": 256}, {"m": 1024, "n": 1024, "k": 1024}],
                                        all_cores=1.0, one=1.9)
     assert predict(Job("m", "matmul", {"m": 512, "n": 512, "k": 512}), cpu, slow).threads is None
+
+
+def test_one_thread_pays_the_penalty_its_own_aligned_references_measured():
+    """MKL's qr of 1024 x 512 ran at its scale on both threads of this VM and 1.23x slower per
+    FLOP on one (a profile's penalties, 2026-11-28): aligned references timed on one thread
+    measure that level's penalties, and a job on one thread pays them; float64, whose one-thread
+    penalty was not measured (lstsq of 2048 x 192: 1.09x, where float32's read 1.57), pays its
+    all-core one."""
+    node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml")).model_copy(deep=True)
+    bare = hardware_for(node, calibrated=False)
+
+    def bench(n: int, scale: float, threads: int | None) -> OpBenchmark:
+        raw = predict(Job("r", "cholesky", {"n": n}), candidates(bare)[0], bare, scaled=False, calibrated=False)
+        work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
+        return OpBenchmark(params={"n": n}, dtype="float32", data="host", threads=threads,
+                           measured_s=raw.predicted_s + (scale - 1) * work)
+
+    plain = [bench(1000, 2.0, None), bench(2000, 2.0, None), bench(1024, 2.0, None), bench(1000, 2.0, 1),
+             bench(2000, 2.0, 1)]
+    node.cpu.op_benchmarks["cholesky"] = plain
+    without = hardware_for(node.model_copy(deep=True), calibrated=False)
+    node.cpu.op_benchmarks["cholesky"] = [*plain, bench(1024, 6.0, 1)]
+    hw = hardware_for(node, calibrated=False)
+    assert hw.alignment_penalties[("cpu:1", "cholesky", "float32")][1024] == pytest.approx(3.0)
+    assert hw.alignment_penalties[("cpu", "cholesky", "float32")][1024] == pytest.approx(1.0)
+    cpu = candidates(hw)[0]
+    job = Job("c", "cholesky", {"n": 1024})
+    one, earlier = predict(job, cpu, hw, threads=1), predict(job, cpu, without, threads=1)
+    assert (one.penalty, earlier.penalty) == pytest.approx((3.0, 1.0))
+    assert one.terms["compute_s"] == pytest.approx(3.0 * earlier.terms["compute_s"], rel=1e-9)
+    assert predict(job, cpu, hw).threads is None  # 3x slower on one thread: both are faster
+    assert predict(Job("c", "cholesky", {"n": 1024}, "float64"), cpu, hw, threads=1).penalty == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("m", "n", "expected"), [(1024, 250, 1024), (1000, 256, 256), (768, 256, 256),
+                                                  (2048, 512, 2048), (2000, 500, 0), (4096, 190, 2048)])
+def test_a_tall_factorisation_is_as_aligned_as_its_more_aligned_dimension(m, n, expected):
+    """The leading dimension counts as the panel width does: on one thread of this VM lstsq of
+    1024 x 190 and 2048 x 190 took 1.35-1.45x the time per FLOP of 1000, 1040, 2000 or 2100 x 190."""
+    for op in ("qr", "svd", "lstsq"):
+        assert alignment(ops.get(op), {"m": m, "n": n}) == expected, op

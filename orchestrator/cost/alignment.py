@@ -69,7 +69,7 @@ def split_references(kind: str, op: Op, benches: list[Any], float64: bool = Fals
     has references of both kinds; otherwise all make the scale (a profile from before the
     penalty was measured, a GPU's: cuSOLVER's was not measured)."""
     plain = [bench for bench in benches if (bench.dtype == "float64") == float64]
-    aligned = [bench for bench in plain if kind == "cpu" and alignment(op, bench.params)]
+    aligned = [bench for bench in plain if kind.startswith("cpu") and alignment(op, bench.params)]
     unaligned = [bench for bench in plain if bench not in aligned]
     return (unaligned, aligned) if unaligned and aligned else (plain, [])
 

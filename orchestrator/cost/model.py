@@ -128,12 +128,13 @@ class Hardware:
                     penalties[(kind, op, level)] = aligned_penalties(ratios)
         return penalties
 
-    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
-        """The measured penalty of these parameters' alignment (1 where none was measured):
-        float64's own where its aligned references were timed, else float32's."""
+    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32",
+                          unmeasured: float = 1.0) -> float:
+        """The measured penalty of these parameters' alignment (`unmeasured` where that kind has
+        none): float64's own where its aligned references were timed, else float32's."""
         level = "float64" if dtype == "float64" and (kind, op, "float64") in self.alignment_penalties else "float32"
         found = self.alignment_penalties.get((kind, op, level))
-        return found.get(alignment(get_op(op), params), 1.0) if found else 1.0
+        return found.get(alignment(get_op(op), params), 1.0) if found else unmeasured
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
         """(kind, op, references): a CPU's references on one thread make a kind of their own."""
@@ -226,6 +227,7 @@ class Prediction:
     energy_j: float | None = None
     basis: str = "model"  # which tier answered: history, fit or model (cost/calibration.py)
     threads: int | None = None  # 1: a CPU job runs on one thread, faster so; None: on the cores it is given
+    penalty: float = 1.0  # the alignment penalty its work carries (cost/alignment.py), on its threads
 
     def objective_value(self, objective: str) -> float:
         value = {"time": self.predicted_s, "cost": self.cost_usd, "energy": self.energy_j}[objective]
@@ -302,7 +304,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     split = op.split is not Split.NONE and placement.devices > 1
     share = placement.devices if split else 1
 
-    terms, one_thread = dict.fromkeys(TERMS, 0.0), False
+    terms, one_thread, penalty = dict.fromkeys(TERMS, 0.0), False, 1.0
     serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped
@@ -326,10 +328,11 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
                 penalty = hw.alignment_penalty(kind, op.name, p, job.dtype)
+                single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype)
+                alone = penalty if job.dtype == "float64" else hw.alignment_penalty(ONE_THREAD, op.name, p, unmeasured=penalty)
+                if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
+                    scale, penalty, one_thread = single, alone, True
                 scale *= penalty
-                single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype) * penalty
-                if single and (threads == 1 or (threads is None and single < scale)):
-                    scale, one_thread = single, True
             for term in WORK_TERMS:
                 terms[term] *= scale
         # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
@@ -343,10 +346,11 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         link = comms.link_of(placement, hw.network, hw.gpus[0] if hw.gpus else None, hw.node.cpu)
         terms["communication_s"] = comms.communication_s(op, p, itemsize, placement, link)
 
-    terms, basis = _learned(job, placement, hw, terms, device, share) if calibrated and hw.calibration else (terms, "model")
+    terms, basis = (_learned(job, placement, hw, terms, device, share, penalty) if calibrated and hw.calibration
+                    else (terms, "model"))
     predicted = combine(terms)
     prediction = Prediction(placement, True, predicted, bound_of(terms), terms=terms, basis=basis,
-                            threads=1 if one_thread else None)
+                            threads=1 if one_thread else None, penalty=penalty)
     if job.data == "device" and not hw.gpus:
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"
     price = hw.node.price_usd_per_hour
@@ -368,7 +372,7 @@ def _one_thread_scale(hw: Hardware, op: str, placement: Placement, work_s: float
 
 
 def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, float], device: rates.Device,
-             share: int) -> tuple[dict[str, float], str]:
+             share: int, penalty: float) -> tuple[dict[str, float], str]:
     """The terms as the tiers above the model answer (calibration.py): recorded runs at this
     very size (history), else the op's factors on this device and dtype where they still reach
     this much work (fit), never faster than the device's roofline; else the model's."""
@@ -383,7 +387,7 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     flops = get_op(job.op).flops(job.params)
     curve = factors.time_at(flops) if placement.devices == 1 else None  # the curve's sizes ran on one device
     if curve is not None:
-        curve *= hw.alignment_penalty(rates.kind_of(device), job.op, job.params, job.dtype)  # the curve has it divided out
+        curve *= penalty  # the curve has it divided out
         scale = curve / combine(terms)
         return {name: value * scale for name, value in terms.items()}, "fit"
     work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))

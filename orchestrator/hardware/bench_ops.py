@@ -130,7 +130,7 @@ def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any
     sizes = (GPU_REFERENCE if device == "gpu" else CPU_REFERENCE)[op]
     aligned = ALIGNED_REFERENCE.get(op, []) if device == "cpu" else []
     wide = ([*sizes, *aligned] if device == "cpu" else sizes[:2]) if op in FLOAT64_OPS else []
-    single = sizes if device == "cpu" and cores > 1 else []
+    single = [*sizes, *aligned] if device == "cpu" and cores > 1 else []
     return ([(params, "float32", None) for params in [*sizes, *aligned]] + [(params, "float64", None) for params in wide]
             + [(params, "float32", 1) for params in single])
 
