@@ -90,8 +90,12 @@ def main() -> None:
         if not args.profile:
             orch("profile", "--quick", "--output", str(profile), "--format", "json", env=env)
         forced = ["--placement", args.placement] if args.placement else []
-        orch("run", str(args.train), "--profile", str(profile), *forced, "--format", "json", env=env)
-        calibration = json.loads(orch("calibrate", "--profile", str(profile), "--format", "json", env=env).stdout)
+        trained = json.loads(orch("run", str(args.train), "--profile", str(profile), *forced, "--format", "json",
+                                  env=env).stdout)
+        try:
+            calibration = json.loads(orch("calibrate", "--profile", str(profile), "--format", "json", env=env).stdout)
+        except SystemExit as failed:  # a disturbed training run is not learnt from: it says why
+            raise SystemExit(f"{failed}\ntraining run's warnings: {trained['warnings']}") from None
         heldout = json.loads(orch("run", str(args.heldout), "--profile", str(profile), *forced, "--no-learn",
                                   "--format", "json", env=env).stdout)
         heldout["path"] = str(args.heldout)

@@ -21,14 +21,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-# (op, the aligned sizes, the unaligned neighbours of each): square ops by n, tall ones by their short side
+# (op, the aligned sizes, the unaligned neighbours of each): square ops by n, tall ones by their
+# panel width n and by their leading dimension m, each alone
 SCANS = {
     "cholesky": [({"n": n}, [{"n": n - 24}, {"n": n + 16}]) for n in (512, 768, 896, 1024, 1536, 2048)],
     "solve": [({"n": n, "nrhs": 1}, [{"n": n - 24, "nrhs": 1}, {"n": n + 16, "nrhs": 1}]) for n in (512, 1024, 2048)],
     "eigh": [({"n": n}, [{"n": n - 24}, {"n": n + 16}]) for n in (512, 1024)],
-    "qr": [({"m": 4 * n, "n": n}, [{"m": 4 * n, "n": n - 12}, {"m": 4 * n, "n": n + 12}]) for n in (256, 512)],
-    "svd": [({"m": 4 * n, "n": n}, [{"m": 4 * n, "n": n - 12}, {"m": 4 * n, "n": n + 12}]) for n in (256, 512)],
-    "lstsq": [({"m": 16 * n, "n": n}, [{"m": 16 * n, "n": n - 12}, {"m": 16 * n, "n": n + 12}]) for n in (256, 512)],
+    **{op: [*[({"m": 4000, "n": n}, [{"m": 4000, "n": n - 12}, {"m": 4000, "n": n + 12}]) for n in (256, 512)],
+             *[({"m": m, "n": 250}, [{"m": m - 24, "n": 250}, {"m": m + 16, "n": 250}]) for m in (1024, 2048)]]
+       for op in ("qr", "svd", "lstsq")},
 }
 
 
@@ -63,7 +64,8 @@ def main() -> None:
             seconds = timed(op, aligned, args.dtype, args.threads)
             rates = [kernel.flops(p) / timed(op, p, args.dtype, args.threads) for p in neighbours]
             slowdown = math.sqrt(rates[0] * rates[1]) / (kernel.flops(aligned) / seconds)
-            profiled = hw.alignment_penalty("cpu", op, aligned) if hw else math.nan
+            profiled = hw.alignment_penalty("cpu:1" if args.threads == 1 else "cpu", op, aligned, args.dtype) \
+                if hw else math.nan
             print(f"{op:9} {str(aligned):28} class {alignment(kernel, aligned):3}  {seconds * 1e3:8.3f} ms  "
                   f"{slowdown:5.2f}x per FLOP over its neighbours   profile's penalty {profiled:5.2f}")
 

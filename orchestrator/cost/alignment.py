@@ -7,10 +7,14 @@ onto the same cache sets; how much that costs depends on the library and the CPU
 model cannot derive it and the profile measures it.
 
 Each LAPACK op's CPU references sit at sizes that are multiples of none of the classes below (the
-powers of two from 128 to 2048), and three more at sizes that are, in float32 and in float64.
-What each of those measured over the op's scale read at its work is the penalty of its class
-(`penalties`: the classes between measured ones read between them), and it multiplies the work
-of every job of that class and dtype.
+powers of two from 128 to 2048), and three more for each of its aligned dimensions (n of a
+square op; the panel width n and the leading dimension m of a tall one) at sizes where that
+dimension is aligned and the others are not, in float32 and in float64, and on one thread. What
+each of those measured over the op's scale read at its work is the penalty of its dimension's
+class (`penalties`: the classes between measured ones read between them). A job pays each of its
+dimensions' penalties, multiplied: on one thread of this VM lstsq of 4096 x 256 took 2.1x the
+time of 4000 x 250, where the leading dimension alone cost 1.36x and the panel width 1.77x (the
+product, 2.4, over-states it by 15%; the larger alone under-states it by as much).
 """
 
 from __future__ import annotations
@@ -24,13 +28,28 @@ from orchestrator.ops import Op
 ALIGNMENTS = (2048, 1024, 512, 256, 128)  # the classes, most aligned first: each power of two
 
 
+def classes(op: Op, params: dict[str, Any]) -> dict[str, int]:
+    """Each aligned dimension's class: the largest of ALIGNMENTS that divides it (0: none does)."""
+    return {dim: next((a for a in ALIGNMENTS if size % a == 0), 0) for dim, size in op.aligned_sizes(params).items()}
+
+
 def alignment(op: Op, params: dict[str, Any]) -> int:
-    """The largest of ALIGNMENTS that divides the op's aligned size (0: none does, or the op's
-    speed does not depend on it)."""
-    size = op.aligned_size(params)
-    if not size:
-        return 0
-    return next((a for a in ALIGNMENTS if size % a == 0), 0)
+    """The class of the op's most aligned dimension (0: none is aligned, or its speed does not
+    depend on alignment)."""
+    return max(classes(op, params).values(), default=0)
+
+
+def measured_penalties(points: list[tuple[dict[str, int], float]]) -> dict[str, dict[int, float]]:
+    """Each dimension's `penalties` from (classes, how much slower than the op's scale) of
+    aligned references; a reference aligned in more than one dimension measures no one
+    dimension's (a profile's from before they were split)."""
+    ratios: dict[str, dict[int, list[float]]] = {}
+    for found, ratio in points:
+        aligned = {dim: size for dim, size in found.items() if size}
+        if len(aligned) == 1:
+            [(dim, size)] = aligned.items()
+            ratios.setdefault(dim, {}).setdefault(size, []).append(ratio)
+    return {dim: penalties(by_class) for dim, by_class in ratios.items()}
 
 
 def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
@@ -74,4 +93,4 @@ def split_references(kind: str, op: Op, benches: list[Any], float64: bool = Fals
     return (unaligned, aligned) if unaligned and aligned else (plain, [])
 
 
-__all__ = ["ALIGNMENTS", "alignment", "penalties", "split_references"]
+__all__ = ["ALIGNMENTS", "alignment", "classes", "measured_penalties", "penalties", "split_references"]

@@ -18,8 +18,7 @@ from typing import Any
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import comms, rates
-from orchestrator.cost.alignment import alignment, split_references
-from orchestrator.cost.alignment import penalties as aligned_penalties
+from orchestrator.cost.alignment import classes, measured_penalties, split_references
 from orchestrator.ops import ITEMSIZE, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -112,29 +111,31 @@ class Hardware:
         return ratios
 
     @functools.cached_property
-    def alignment_penalties(self) -> dict[tuple[str, str, str], dict[int, float]]:
-        """(device kind, op, float32 or float64) -> {alignment: how much slower than the op's scale
-        at that level its references of that alignment ran} (cost/alignment.py, `penalties`)."""
-        penalties: dict[tuple[str, str, str], dict[int, float]] = {}
+    def alignment_penalties(self) -> dict[tuple[str, str, str], dict[str, dict[int, float]]]:
+        """(device kind, op, float32 or float64) -> {dimension: {alignment: how much slower than
+        the op's scale at that level its references of that alignment ran}} (cost/alignment.py)."""
+        penalties: dict[tuple[str, str, str], dict[str, dict[int, float]]] = {}
         for kind, op, benches in self._op_benchmarks():
             for level in ("float32", "float64"):
-                ratios: dict[int, list[float]] = {}
+                points = []
                 for bench in split_references(kind, get_op(op), benches, level == "float64")[1]:
                     point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
                     if point and (kind, op) in self.op_scales:
-                        ratios.setdefault(alignment(get_op(op), bench.params), []).append(
-                            point[1] / self.op_scale(kind, op, point[0], level))
-                if ratios:
-                    penalties[(kind, op, level)] = aligned_penalties(ratios)
+                        ratio = point[1] / self.op_scale(kind, op, point[0], level)
+                        points.append((classes(get_op(op), bench.params), ratio))
+                if found := measured_penalties(points):
+                    penalties[(kind, op, level)] = found
         return penalties
 
-    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32",
-                          unmeasured: float = 1.0) -> float:
-        """The measured penalty of these parameters' alignment (`unmeasured` where that kind has
-        none): float64's own where its aligned references were timed, else float32's."""
+    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
+        """The measured penalties of these parameters' dimensions' alignments, multiplied (1 where
+        none was measured): float64's own where its aligned references were timed, else float32's;
+        on one thread that thread count's, where measured, else all the cores'."""
         level = "float64" if dtype == "float64" and (kind, op, "float64") in self.alignment_penalties else "float32"
-        found = self.alignment_penalties.get((kind, op, level))
-        return found.get(alignment(get_op(op), params), 1.0) if found else unmeasured
+        found = self.alignment_penalties.get((kind, op, level), {})
+        if kind == ONE_THREAD and not found:
+            return self.alignment_penalty("cpu", op, params, dtype)
+        return math.prod(found.get(dim, {}).get(size, 1.0) for dim, size in classes(get_op(op), params).items())
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
         """(kind, op, references): a CPU's references on one thread make a kind of their own."""
@@ -329,7 +330,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
             else:
                 penalty = hw.alignment_penalty(kind, op.name, p, job.dtype)
                 single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype)
-                alone = penalty if job.dtype == "float64" else hw.alignment_penalty(ONE_THREAD, op.name, p, unmeasured=penalty)
+                alone = hw.alignment_penalty(ONE_THREAD, op.name, p, job.dtype)
                 if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
                     scale, penalty, one_thread = single, alone, True
                 scale *= penalty
@@ -363,9 +364,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
 
 
 def _one_thread_scale(hw: Hardware, op: str, placement: Placement, work_s: float, dtype: str) -> float:
-    """The op's measured scale on one thread of the CPU at this much work (0: not measured, or
-    a gang's or a GPU's job). One thread beats all of them where a kernel's threads wait on each
-    other: qr of 2048 x 256 took 11 ms on one thread of this VM and 28 ms on both."""
+    """The op's measured scale on one thread of the CPU at this much work (0: not measured, or a
+    gang's or a GPU's job). qr of 2048 x 256 took 11 ms on one thread of this VM, 28 on both."""
     if placement.device != "cpu" or placement.devices > 1 or (ONE_THREAD, op) not in hw.op_scales:
         return 0.0
     return hw.op_scale(ONE_THREAD, op, work_s, dtype)

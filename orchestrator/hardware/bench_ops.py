@@ -101,17 +101,21 @@ _GPU_LARGE: dict[str, list[dict[str, Any]]] = {
 
 GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.items()}
 
-# LAPACK's factorisations on the CPU again at two multiples of 512 and one multiple of 128 (not
-# of 512) in the aligned dimension (`Op.aligned_size`): what they run slower than the op's scale
-# is the penalty of their class, the median of its references (cost/alignment.py). MKL here: a
-# Cholesky of 1024 3.6x slower per FLOP than of 1000, of 1536 2.3-2.8x, of 896 1.25-1.4x.
+# LAPACK's factorisations on the CPU again at sizes aligned in one of their aligned dimensions
+# (`Op.aligned_sizes`: n of a square op, the panel width n and the leading dimension m of a tall
+# one), three classes each (four of m), the others unaligned: what they run slower than the op's scale is
+# the penalty of that dimension's class, the median of its references (cost/alignment.py). MKL
+# here: a Cholesky of 1024 3.6x slower per FLOP than of 1000, of 1536 2.3-2.8x, of 896 1.25-1.4x;
+# on one thread lstsq of 4000 x 256 1.77x that of 4000 x 250, of 4096 x 250 1.36x. The tall ones
+# are kept short (a few ms to 40 on two threads here): seven each, in three levels.
+_LEADING = [{"m": m, "n": 250} for m in (2048, 1024, 1536, 1152)]  # m alone: classes 2048, 1024, 512, 128
 ALIGNED_REFERENCE: dict[str, list[dict[str, Any]]] = {
     "solve": [{"n": 1024, "nrhs": 1}, {"n": 1536, "nrhs": 1}, {"n": 896, "nrhs": 1}],
     "cholesky": [{"n": 1024}, {"n": 1536}, {"n": 896}],
-    "qr": [{"m": 2048, "n": 512}, {"m": 1024, "n": 512}, {"m": 2000, "n": 384}],
-    "svd": [{"m": 1024, "n": 512}, {"m": 1536, "n": 512}, {"m": 1000, "n": 256}],
+    "qr": [*({"m": 1000, "n": n} for n in (512, 256, 384)), *_LEADING],
+    "svd": [*({"m": 1000, "n": n} for n in (512, 256, 384)), *_LEADING],
     "eigh": [{"n": 512}, {"n": 1024}, {"n": 384}],
-    "lstsq": [{"m": 4096, "n": 512}, {"m": 3072, "n": 512}, {"m": 4000, "n": 256}],
+    "lstsq": [*({"m": 2000, "n": n} for n in (512, 256, 384)), *_LEADING],
 }
 
 # float64 runs each op's kernel at float64's own level (cost/model.py, `float64_ratios`): on an

@@ -155,10 +155,10 @@ class Op(abc.ABC):
         its own."""
         return self.name
 
-    def aligned_size(self, p: dict[str, Any]) -> int | None:
-        """The matrix dimension whose alignment to a power of two the kernel's speed depends on
-        (LAPACK's factorisations: cost/alignment.py); None where it does not."""
-        return None
+    def aligned_sizes(self, p: dict[str, Any]) -> dict[str, int]:
+        """The matrix dimensions whose alignment to a power of two the kernel's speed depends on,
+        by name (LAPACK's factorisations: cost/alignment.py); none where it does not."""
+        return {}
 
     def where_not(self, kind: str) -> str | None:
         return self.not_supported.get(kind)

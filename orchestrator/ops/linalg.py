@@ -47,8 +47,8 @@ class _Square(Op):
     def calls(self, p: dict[str, Any], device: str) -> int:
         return _panels(p["n"])
 
-    def aligned_size(self, p: dict[str, Any]) -> int | None:
-        return int(p["n"])
+    def aligned_sizes(self, p: dict[str, Any]) -> dict[str, int]:
+        return {"n": int(p["n"])}
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         return {"a": _dominant(p["n"], dtype, gen, device, symmetric=True)}
@@ -146,12 +146,11 @@ class _Tall(Op):
     def calls(self, p: dict[str, Any], device: str) -> int:
         return _panels(min(p["m"], p["n"]))
 
-    def aligned_size(self, p: dict[str, Any]) -> int | None:
-        """The more aligned of the panel width and the leading dimension (torch hands LAPACK a
-        column-major copy: lda = m). Both cost: qr of 2000 x 512 ran slower than of 2048 x 500,
-        and on one thread lstsq of 1024 x 190 and 2048 x 190 took 1.35-1.45x the time per FLOP
-        of 1000, 1040, 2000 or 2100 x 190; qr of 1024 x 250 1.36x that of 1000 x 250."""
-        return max(int(p["n"]), int(p["m"]), key=lambda size: size & -size)
+    def aligned_sizes(self, p: dict[str, Any]) -> dict[str, int]:
+        """The panel width n and the leading dimension m (torch hands LAPACK a column-major
+        copy: lda = m), each costing on its own: on one thread of this VM lstsq of 4000 x 256
+        took 1.77x the time of 4000 x 250, of 4096 x 250 1.36x, of 4096 x 256 2.1x."""
+        return {"m": int(p["m"]), "n": int(p["n"])}
 
     def peak_bytes(self, p: dict[str, Any], itemsize: int) -> float:
         # LAPACK works on a copy of A, and the check rebuilds A in float64
