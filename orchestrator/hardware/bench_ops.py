@@ -103,19 +103,25 @@ GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.
 
 # LAPACK's factorisations on the CPU again at sizes aligned in one of their aligned dimensions
 # (`Op.aligned_sizes`: n of a square op, the panel width n and the leading dimension m of a tall
-# one), three classes each (four of m), the others unaligned: what they run slower than the op's scale is
+# one), a few classes each, the others unaligned: what they run slower than the op's scale is
 # the penalty of that dimension's class, the median of its references (cost/alignment.py). MKL
 # here: a Cholesky of 1024 3.6x slower per FLOP than of 1000, of 1536 2.3-2.8x, of 896 1.25-1.4x;
-# on one thread lstsq of 4000 x 256 1.77x that of 4000 x 250, of 4096 x 250 1.36x. The tall ones
-# are kept short (a few ms to 40 on two threads here): seven each, in three levels.
-_LEADING = [{"m": m, "n": 250} for m in (2048, 1024, 1536, 1152)]  # m alone: classes 2048, 1024, 512, 128
+# on one thread lstsq of 4000 x 256 1.77x that of 4000 x 250, of 4096 x 250 1.36x. A tall op's
+# are of the shape of its unaligned references (m = 4n for qr and svd, 16n for lstsq): its scale
+# is read by FLOPs, and shape costs too (on one thread lstsq of 2048 x 250, m = 8n, read 1.0-1.1x the
+# scale its m = 16n references make, where 4096 x 250 read 1.3x). Classes above the largest
+# measured read its penalty: n = 512 and m = 2048 at that shape took 55-85 ms each (svd, lstsq),
+# and the quick profile a minute.
+_QUARTER = [{"m": 1000, "n": 256}, {"m": 1500, "n": 384},  # n alone: classes 256, 128
+            {"m": 1024, "n": 250}, {"m": 1536, "n": 375}, {"m": 1152, "n": 290}]  # m alone: 1024, 512, 128
 ALIGNED_REFERENCE: dict[str, list[dict[str, Any]]] = {
     "solve": [{"n": 1024, "nrhs": 1}, {"n": 1536, "nrhs": 1}, {"n": 896, "nrhs": 1}],
     "cholesky": [{"n": 1024}, {"n": 1536}, {"n": 896}],
-    "qr": [*({"m": 1000, "n": n} for n in (512, 256, 384)), *_LEADING],
-    "svd": [*({"m": 1000, "n": n} for n in (512, 256, 384)), *_LEADING],
+    "qr": _QUARTER,
+    "svd": _QUARTER,
     "eigh": [{"n": 512}, {"n": 1024}, {"n": 384}],
-    "lstsq": [*({"m": 2000, "n": n} for n in (512, 256, 384)), *_LEADING],
+    "lstsq": [{"m": 4000, "n": 256}, {"m": 2000, "n": 128},
+              {"m": 4096, "n": 250}, {"m": 3072, "n": 190}, {"m": 1536, "n": 100}, {"m": 3200, "n": 200}],
 }
 
 # float64 runs each op's kernel at float64's own level (cost/model.py, `float64_ratios`): on an
