@@ -130,10 +130,10 @@ class Hardware:
     def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
         """The measured penalties of these parameters' dimensions' alignments, multiplied (1 where
         none was measured): float64's own where its aligned references were timed, else float32's;
-        on one thread that thread count's, where measured, else all the cores'."""
+        on one thread that thread count's where measured (float32's), else all the cores'."""
         level = "float64" if dtype == "float64" and (kind, op, "float64") in self.alignment_penalties else "float32"
         found = self.alignment_penalties.get((kind, op, level), {})
-        if kind == ONE_THREAD and not found:
+        if kind == ONE_THREAD and (not found or (dtype == "float64" and level != "float64")):
             return self.alignment_penalty("cpu", op, params, dtype)
         return math.prod(found.get(dim, {}).get(size, 1.0) for dim, size in classes(get_op(op), params).items())
 
