@@ -317,7 +317,7 @@ def test_an_interrupted_run_says_how_to_resume_and_leaves_nothing(tmp_path, how)
     group, the embedded workers too, which used to print 30-line tracebacks."""
     import psutil
 
-    workload = _long(tmp_path, 60, size=2560)  # ~20 s here: still running when a loaded machine has seen it start
+    workload = _long(tmp_path, 60)
     run = _start("run", str(workload), "--profile", "cpu-c7i-8xlarge", start_new_session=True)
     run_id = _wait_running()
     children = psutil.Process(run.pid).children(recursive=True)

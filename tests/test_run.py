@@ -169,13 +169,11 @@ def test_shutil_which_dask_cli_exists():
     assert shutil.which("dask", path=str(Path(sys.executable).parent))
 
 
-def _long_workload(folder: Path, repeats: int = 20) -> Path:
-    """Six 2048^3 matmuls of 20 repeats, ~1 s each on this VM's two cores: a batch that is
-    mid-job when a worker is killed. One to interrupt is longer (`repeats`): its run must still
-    be going when a loaded machine's `orch runs` has seen it start."""
+def _long_workload(folder: Path) -> Path:
+    """Six 2048^3 matmuls of ~2 s each on one core: a batch that is always mid-job when hit."""
     path = folder / "long.yaml"
     path.write_text("version: 1\nname: long\njobs:\n  - name: m\n    op: matmul\n    m: 2048\n    n: 2048\n"
-                    f"    k: 2048\n    repeats: {repeats}\n    sweep: {{seed: [0, 1, 2, 3, 4, 5]}}\n")
+                    "    k: 2048\n    repeats: 20\n    sweep: {seed: [0, 1, 2, 3, 4, 5]}\n")
     return path
 
 
@@ -247,7 +245,7 @@ def _orch_processes() -> set[int]:
 def test_ctrl_c_interrupts_cleanly(measured_profile, tmp_path):
     """SIGINT mid-batch: exit 130, the run is `interrupted`, no process of orch or its cluster left."""
     before = _orch_processes()
-    workload = _long_workload(tmp_path, repeats=200)
+    workload = _long_workload(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
                             "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
