@@ -51,3 +51,13 @@ if __name__ == "__main__":
             sys.exit(f"{golden_name}: {' '.join(GOLDEN_COMMANDS[golden_name])} failed: {result.stderr}")
         (GOLDEN / golden_name).write_text(result.stdout)
         print(f"wrote tests/golden/{golden_name}")
+
+
+def interruptible() -> None:
+    """`preexec_fn` of an orch a test interrupts: Ctrl-C's default disposition. A shell without
+    job control starts its background commands with SIGINT ignored, and an ignored SIGINT is
+    inherited across exec: pytest started so (`bash .ci/run &` from a script) made orch ignore
+    the test's Ctrl-C, and the run went on to the end."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

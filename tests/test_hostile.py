@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import orch
+from tests.cli import interruptible, orch
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "version: 1\nname: tiny\njobs:\n  - {name: d, op: dot, n: 1000}\n"
@@ -318,7 +318,8 @@ def test_an_interrupted_run_says_how_to_resume_and_leaves_nothing(tmp_path, how)
     import psutil
 
     workload = _long(tmp_path, 60)
-    run = _start("run", str(workload), "--profile", "cpu-c7i-8xlarge", start_new_session=True)
+    run = _start("run", str(workload), "--profile", "cpu-c7i-8xlarge", start_new_session=True,
+                 preexec_fn=interruptible)
     run_id = _wait_running()
     children = psutil.Process(run.pid).children(recursive=True)
     if how == "sigterm":

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests import clusters
-from tests.cli import orch
+from tests.cli import interruptible, orch
 
 DATA = Path(__file__).parent / "data"
 SMALL = DATA / "every_op_small.yaml"
@@ -247,7 +247,8 @@ def test_ctrl_c_interrupts_cleanly(measured_profile, tmp_path):
     before = _orch_processes()
     workload = _long_workload(tmp_path)
     run = subprocess.Popen([sys.executable, "-m", "orchestrator", "run", str(workload), "--profile", str(measured_profile),
-                            "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           preexec_fn=interruptible)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # interrupt once the run is recorded and jobs are out
         runs = json.loads(orch("runs", "--format", "json").stdout)
