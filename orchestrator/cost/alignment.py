@@ -7,9 +7,10 @@ onto the same cache sets; how much that costs depends on the library and the CPU
 model cannot derive it and the profile measures it.
 
 Each LAPACK op's CPU references sit at sizes that are multiples of none of the classes below (the
-powers of two from 128 to 2048), and three more for each of its aligned dimensions (n of a
+powers of two from 128 to 2048), and a few more for each of its aligned dimensions (n of a
 square op; the panel width n and the leading dimension m of a tall one) at sizes where that
-dimension is aligned and the others are not, in float32 and in float64, and on one thread. What
+dimension is aligned and the others are not: in float32 and float64 on all the cores, in float32
+on one thread (`bench_ops.ALIGNED_REFERENCE`). What
 each of those measured over the op's scale read at its work is the penalty of its dimension's
 class (`penalties`: the classes between measured ones read between them). A job pays each of its
 dimensions' penalties, multiplied: on one thread of this VM lstsq of 4096 x 256 took 2.1x the

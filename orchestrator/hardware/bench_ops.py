@@ -108,8 +108,8 @@ GPU_REFERENCE = {op: [CPU_REFERENCE[op][0], *large] for op, large in _GPU_LARGE.
 # here: a Cholesky of 1024 3.6x slower per FLOP than of 1000, of 1536 2.3-2.8x, of 896 1.25-1.4x;
 # on one thread lstsq of 4000 x 256 1.77x that of 4000 x 250, of 4096 x 250 1.36x. A tall op's
 # are of the shape of its unaligned references (m = 4n for qr and svd, 16n for lstsq): its scale
-# is read by FLOPs, and shape costs too (on one thread lstsq of 2048 x 250, m = 8n, read 1.0-1.1x the
-# scale its m = 16n references make, where 4096 x 250 read 1.3x). Classes above the largest
+# is read by FLOPs, and shape costs too (on one thread lstsq of 2048 x 250, m = 8n, read
+# 1.0-1.1x the scale its m = 16n references make, where 4096 x 250 read 1.3x). Classes above the largest
 # measured read its penalty: n = 512 and m = 2048 at that shape took 55-85 ms each (svd, lstsq),
 # and the quick profile a minute.
 _QUARTER = [{"m": 1000, "n": 256}, {"m": 1500, "n": 384},  # n alone: classes 256, 128
