@@ -195,21 +195,24 @@ def test_an_op_benchmark_far_off_the_model_is_followed_not_clamped():
     assert math.isfinite(measured)
 
 
+def _reference(bare, op: str, params: dict, scale: float, dtype: str = "float32",
+               threads: int | None = None) -> OpBenchmark:
+    """A reference of `op` at `params` on `bare` (a profile's hardware without op scales): what
+    the model without a scale predicts there, its work taken `scale` times as long."""
+    raw = predict(Job("r", op, params, dtype), candidates(bare)[0], bare, scaled=False, calibrated=False)
+    work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
+    return OpBenchmark(params=params, dtype=dtype, data="host", threads=threads,
+                       measured_s=raw.predicted_s + (scale - 1) * work)
+
+
 def _with_cholesky_references(scales: dict[int, float], float64: dict[int, float] | None = None) -> tuple:
-    """This VM's measured profile with cholesky's CPU references replaced: n -> what the model
-    without a scale predicts there, its work taken `scales[n]` times as long (and float64's,
-    `float64[n]` times)."""
+    """This VM's measured profile with cholesky's CPU references replaced: n -> its work taken
+    `scales[n]` times as long as the model without a scale says (and float64's, `float64[n]`)."""
     node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml")).model_copy(deep=True)
     bare = hardware_for(node, calibrated=False)
-    benches = []
-    for dtype, table in (("float32", scales), ("float64", float64 or {})):
-        for n, scale in table.items():
-            raw = predict(Job("r", "cholesky", {"n": n}, dtype), candidates(bare)[0], bare, scaled=False,
-                          calibrated=False)
-            work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
-            benches.append(OpBenchmark(params={"n": n}, dtype=dtype, data="host",
-                                       measured_s=raw.predicted_s + (scale - 1) * work))
-    node.cpu.op_benchmarks["cholesky"] = benches
+    node.cpu.op_benchmarks["cholesky"] = [_reference(bare, "cholesky", {"n": n}, scale, dtype)
+                                          for dtype, table in (("float32", scales), ("float64", float64 or {}))
+                                          for n, scale in table.items()]
     return node, hardware_for(node, calibrated=False)
 
 
@@ -289,14 +292,8 @@ def _with_one_thread_references(op: str, params: list[dict], all_cores: float, o
     taken `all_cores` times what the bare model says on all the cores, `one` times on one."""
     node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml")).model_copy(deep=True)
     bare = hardware_for(node, calibrated=False)
-    benches = []
-    for p in params:
-        raw = predict(Job("r", op, p), candidates(bare)[0], bare, scaled=False, calibrated=False)
-        work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
-        for threads, scale in ((None, all_cores), (1, one)):
-            benches.append(OpBenchmark(params=p, dtype="float32", data="host", threads=threads,
-                                       measured_s=raw.predicted_s + (scale - 1) * work))
-    node.cpu.op_benchmarks[op] = benches
+    node.cpu.op_benchmarks[op] = [_reference(bare, op, p, scale, threads=threads)
+                                  for p in params for threads, scale in ((None, all_cores), (1, one))]
     return hardware_for(node, calibrated=False)
 
 
@@ -331,10 +328,7 @@ def test_one_thread_pays_the_penalty_its_own_aligned_references_measured():
     bare = hardware_for(node, calibrated=False)
 
     def bench(n: int, scale: float, threads: int | None) -> OpBenchmark:
-        raw = predict(Job("r", "cholesky", {"n": n}), candidates(bare)[0], bare, scaled=False, calibrated=False)
-        work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
-        return OpBenchmark(params={"n": n}, dtype="float32", data="host", threads=threads,
-                           measured_s=raw.predicted_s + (scale - 1) * work)
+        return _reference(bare, "cholesky", {"n": n}, scale, threads=threads)
 
     plain = [bench(1000, 2.0, None), bench(2000, 2.0, None), bench(1024, 2.0, None), bench(1000, 2.0, 1),
              bench(2000, 2.0, 1)]
@@ -362,9 +356,7 @@ def test_a_tall_factorisation_pays_each_dimensions_penalty():
     bare = hardware_for(node, calibrated=False)
 
     def bench(m: int, n: int, scale: float) -> OpBenchmark:
-        raw = predict(Job("r", "lstsq", {"m": m, "n": n}), candidates(bare)[0], bare, scaled=False, calibrated=False)
-        work = max(raw.terms[t] for t in ("compute_s", "memory_s", "dispatch_s"))
-        return OpBenchmark(params={"m": m, "n": n}, dtype="float32", data="host", measured_s=raw.predicted_s + (scale - 1) * work)
+        return _reference(bare, "lstsq", {"m": m, "n": n}, scale)
 
     node.cpu.op_benchmarks["lstsq"] = [bench(4000, 250, 2.0), bench(8000, 500, 2.0), bench(4000, 256, 3.0),
                                        bench(4096, 250, 2.5), bench(4096, 512, 9.0)]
