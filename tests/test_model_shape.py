@@ -17,6 +17,7 @@ from orchestrator.cost.alignment import alignment, classes
 from orchestrator.cost.calibration import ANY_DTYPE, Calibration, Factors, fit
 from orchestrator.cost.refit import samples_from
 from orchestrator.cost.candidates import candidates
+from orchestrator.cost import rates
 from orchestrator.cost.model import combine, predict
 from orchestrator.plan.hardware import hardware_for
 from orchestrator.profile import store
@@ -76,6 +77,30 @@ def test_more_work_never_predicts_less_time_along_any_sweep(profile):
                                 broken.append(f"{name} {dtype} {placement} data={data} {param}: "
                                               f"{p0[param]} -> {t0:.4g} s, {p1[param]} -> {t1:.4g} s")
     assert not broken, "\n".join(broken[:20])
+
+
+@pytest.mark.parametrize("profile", MEASURED + BUNDLED)
+def test_no_product_of_matrices_is_predicted_faster_than_the_devices_largest_gemm(profile):
+    """A batch of small products keeps every core busy where one does not, so batched_matmul's
+    references beat the GEMM curve at the per-matrix size; the scale they give must not carry a
+    batch past the largest GEMM's rate (8 x 200^3 was predicted at 680 GFLOP/s on a VM whose
+    largest GEMM ran 416), unless the op's own references ran faster."""
+    hw = hardware_for(store.resolve(profile), calibrated=False)
+    too_fast = []
+    for name in ("matmul", "batched_matmul"):
+        op = ops.get(name)
+        for _, series in _sweeps(op):
+            for dtype in op.dtypes:
+                for placement in (p for p in candidates(hw) if p.devices == 1 and p.nodes == 1):
+                    device = hw.gpus[0] if placement.device == "gpu" else hw.node.cpu
+                    ceiling = max(rates.gemm_ceiling(device, dtype),
+                                  hw.fastest_references.get((placement.device, name, dtype), 0.0))
+                    for p in series:
+                        got = predict(Job("j", name, p, dtype, data="device"), placement, hw)
+                        if got.feasible and op.flops(p) / got.terms["compute_s"] > ceiling * (1 + 1e-9):
+                            too_fast.append(f"{name} {dtype} {placement} {p}: "
+                                            f"{op.flops(p) / got.terms['compute_s'] / 1e9:.0f} GFLOP/s")
+    assert not too_fast, "\n".join(too_fast[:20])
 
 
 def test_eigh_on_the_h200_no_longer_predicts_less_time_for_more_work():

@@ -28,8 +28,6 @@ from orchestrator.workload.model import Job
 CPU_MEMORY_USABLE = 0.8     # leave room for the OS, Python and the worker
 GPU_MEMORY_USABLE = 0.9     # CUDA context, allocator fragmentation
 TASK_OVERHEAD_S = 1e-3      # Dask: about 1 ms of scheduler time per task (Dask best-practices docs)
-DEFAULT_CPU_CORE_W = 10.0   # estimate where a profile has no CPU power figure
-DEFAULT_GPU_W = 300.0
 # An op without reference runs of its own (a user's) borrows another's measured scale, but never
 # one that says it runs faster than the GEMM curve: batched_matmul's small references beat the
 # curve (a batch of 128x128 products keeps both cores busy, where one 128^3 product does not),
@@ -92,6 +90,17 @@ class Hardware:
             if len(points) >= at_least:
                 scales[(kind, op)] = rates.monotone_scale(sorted(points))
         return scales
+
+    @functools.cached_property
+    def fastest_references(self) -> dict[tuple[str, str, str], float]:
+        """(device kind, op, dtype) -> the most FLOP/s the op's references ran (`rates.gemm_ceiling`)."""
+        fastest: dict[tuple[str, str, str], float] = {}
+        for kind, device in [("cpu", self.node.cpu), *(("gpu", gpu) for gpu in self.gpus[:1])]:
+            for op, benches in device.op_benchmarks.items():
+                for bench in benches:
+                    key = (kind, op, bench.dtype)
+                    fastest[key] = max(get_op(op).flops(bench.params) / bench.measured_s, fastest.get(key, 0.0))
+        return fastest
 
     @functools.cached_property
     def float64_ratios(self) -> dict[tuple[str, str], float]:
@@ -239,19 +248,6 @@ def _infeasible(placement: Placement, note: str) -> Prediction:
     return Prediction(placement, feasible=False, note=note)
 
 
-def _power_w(hw: Hardware, placement: Placement) -> float:
-    cpu = hw.node.cpu
-    cpu_w = cpu.power_w or DEFAULT_CPU_CORE_W * cpu.cores_physical
-    idle = hw.node.power_idle_w or 0.0
-    if placement.device == "cpu":
-        per_node = cpu_w + idle
-    else:
-        gpu = hw.gpus[0]
-        gpu_w = gpu.power_w or gpu.power_limit_w or DEFAULT_GPU_W
-        per_node = placement.gpus * gpu_w + cpu_w / cpu.cores_physical + idle
-    return per_node * placement.nodes
-
-
 def _per_device(total: float, replicated: float, share: int) -> float:
     """What one of `share` devices holds or moves: its shard, plus the replicated part whole."""
     return (total - replicated) / share + replicated
@@ -336,6 +332,10 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
                 scale *= penalty
             for term in WORK_TERMS:
                 terms[term] *= scale
+            if op.rate is Rate.GEMM:  # no faster than the largest GEMM or the op's own references
+                fastest = hw.fastest_references.get((kind, op.name, job.dtype), 0.0)
+                ceiling = max(rates.gemm_ceiling(device, job.dtype), fastest)
+                terms["compute_s"] = max(terms["compute_s"], op.flops(p) / (share * ceiling))
         # sorting compares and softmax exponentiates rather than multiply-adds: their own measured
         # rates, on top of any FLOPs (0 where a profile measured none)
         terms["compute_s"] += rates.selection_s(device, op.selections(p)) / share
@@ -356,7 +356,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"
     price = hw.node.price_usd_per_hour
     prediction.cost_usd = predicted / 3600 * price * placement.nodes if price else None
-    prediction.energy_j = predicted * _power_w(hw, placement)
+    prediction.energy_j = predicted * rates.power_w(hw.node, placement)
     if job.max_cost_usd is not None and prediction.cost_usd is not None and prediction.cost_usd > job.max_cost_usd:
         prediction.feasible = False
         prediction.note = f"predicted ${prediction.cost_usd:.4g} exceeds max_cost_usd {job.max_cost_usd}"

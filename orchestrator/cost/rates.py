@@ -11,7 +11,8 @@ import math
 
 from orchestrator.curves import log_interpolate
 from orchestrator.ops import Rate, Selection
-from orchestrator.profile.model import CpuProfile, GpuProfile
+from orchestrator.placement import Placement
+from orchestrator.profile.model import CpuProfile, GpuProfile, NodeProfile
 
 Device = CpuProfile | GpuProfile
 
@@ -38,6 +39,9 @@ DEFAULT_DDP_STEP_S = {"cpu": 4e-4, "gpu": 1e-4}
 PAGEABLE_FRACTION = 0.2
 DEFAULT_PYTHON_ELEMENT_S = 3e-8
 HALF_ON_CPU_PENALTY = 0.25     # float16 GEMM on CPUs without native half arithmetic
+CEILING_SIZE = 1e6  # a GEMM size beyond every measured curve (`gemm_ceiling`)
+DEFAULT_CPU_CORE_W = 10.0   # estimate where a profile has no CPU power figure
+DEFAULT_GPU_W = 300.0
 # ATen's at::internal::GRAIN_SIZE: a CPU loop over at most this many elements runs on one thread
 # (a top-k of 4 x 4096 took 41 us on one thread and on two here; of 16 x 4096, 139 and 78 us)
 ATEN_GRAIN_SIZE = 32768
@@ -95,6 +99,17 @@ def gemm_rate(device: Device, dtype: str, size: float) -> float | None:
     return None
 
 
+def gemm_ceiling(device: Device, dtype: str) -> float:
+    """The fastest a product of matrices runs here: the GEMM curve beyond its largest size. A
+    batch of small products can keep every core busy where one of them would not (a scale from
+    batched_matmul's references beats the curve at the per-matrix size), but not faster than
+    this: 8 x 200^3 float32 was predicted at 680 GFLOP/s on a VM whose largest GEMM ran 416
+    and measured 343 (0.19 ms predicted, 0.37 measured). Where an op's own references ran
+    faster (an H100's largest batched_matmul, 2%), the model takes theirs
+    (`Hardware.fastest_references`)."""
+    return gemm_rate(device, dtype, CEILING_SIZE) or math.inf
+
+
 def compute_rate(rate: Rate, device: Device, dtype: str, size: float) -> float | None:
     """FLOP/s an op of this rate class runs at; None where the dtype is unsupported."""
     kind = kind_of(device)
@@ -106,7 +121,7 @@ def compute_rate(rate: Rate, device: Device, dtype: str, size: float) -> float |
     if rate is Rate.TRAINING:
         return base * TRAINING_FRACTION
     if rate in (Rate.FFT, Rate.STREAM):
-        peak = max(device.peak_flops.get(dtype, 0.0), gemm_rate(device, dtype, 1e6) or 0.0)
+        peak = max(device.peak_flops.get(dtype, 0.0), gemm_rate(device, dtype, CEILING_SIZE) or 0.0)
         return peak * (FFT_FRACTION[kind] if rate is Rate.FFT else STREAM_FRACTION)
     return base
 
@@ -272,3 +287,17 @@ def scale_at(points: list[tuple[float, float]], work_s: float) -> float:
     slope = math.log(s1 / s0) / math.log(w1 / w0) if w1 > w0 and s0 > 0 and s1 > 0 else 0.0
     slope = min(max(slope, -SMALLER_SLOPE_AT_MOST), 0.0)
     return s0 * min((work_s / w0) ** slope, SMALLER_SCALE_AT_MOST)
+
+
+def power_w(node: NodeProfile, placement: Placement) -> float:
+    """What a placement draws: its CPUs (a GPU job holds one core of each node), GPUs and idle."""
+    cpu = node.cpu
+    cpu_w = cpu.power_w or DEFAULT_CPU_CORE_W * cpu.cores_physical
+    idle = node.power_idle_w or 0.0
+    if placement.device == "cpu":
+        per_node = cpu_w + idle
+    else:
+        gpu = node.usable_gpus[0]
+        gpu_w = gpu.power_w or gpu.power_limit_w or DEFAULT_GPU_W
+        per_node = placement.gpus * gpu_w + cpu_w / cpu.cores_physical + idle
+    return per_node * placement.nodes

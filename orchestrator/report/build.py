@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.cost import rates
 from orchestrator.cost.candidates import candidates
-from orchestrator.cost.model import Hardware, _power_w, predict
+from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import ITEMSIZE
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -93,7 +93,7 @@ def _cost_energy(row: JobRow, hw: Hardware) -> tuple[float | None, float | None]
         return None, None
     price = hw.node.price_usd_per_hour
     cost = row.measured_s / 3600 * price * placement.nodes if price else None
-    return cost, row.measured_s * _power_w(hw, placement)
+    return cost, row.measured_s * rates.power_w(hw.node, placement)
 
 
 def inventory(hw: Hardware) -> list[tuple[str, str]]:
