@@ -38,11 +38,10 @@ BATCH_WAIT_S = 0.05
 # jobs in one process with it, 1.02-1.05x without). orch times jobs; its workers go without.
 # Every process of a cluster wakes on timers of its own: the event loop's health check every 20
 # ms, the nanny's look at its worker's memory every 100 ms, the system monitor every 500 ms. On
-# 2 cores the job's threads lose those slices, and a kernel whose threads meet at barriers
-# (BLAS, LAPACK, FFT) loses them whole: the held-out workload ran 8% slower at the median job on
-# the embedded cluster than in one process. With these intervals it ran 5-9% faster than with
-# the defaults (four interleaved pairs; 1.02x one process's time). They only watch: a blocked
-# loop is still reported (after 3 s), and the plan keeps jobs within the host's memory.
+# 2 cores a kernel whose threads meet at barriers (BLAS, LAPACK, FFT) loses those slices whole:
+# the held-out workload ran 8% slower at the median job on the embedded cluster than in one
+# process, and with these 5-9% faster than with the defaults (four interleaved pairs; 1.02x one
+# process). They only watch: a blocked loop is still reported (3 s), the plan keeps to memory.
 QUIET = {"distributed.admin.tick.interval": "1s", "distributed.worker.memory.monitor-interval": "1s",
          "distributed.admin.system-monitor.interval": "5s"}
 # Workers import the kernels (and torch) in the background from the moment they start
