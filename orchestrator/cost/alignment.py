@@ -83,6 +83,37 @@ def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
     return found
 
 
+def measured_at(op: Op, benches: list[Any]) -> dict[str, dict[int, float]]:
+    """Each dimension's size at which each class's penalty was measured: the median size of its
+    own references (aligned in that dimension alone); a class read between two measured ones the
+    larger of theirs, one beyond them the nearest's (`faded`)."""
+    sizes: dict[str, dict[int, list[int]]] = {}
+    for bench in benches:
+        aligned = {dim: size for dim, size in classes(op, bench.params).items() if size}
+        if len(aligned) == 1:
+            [(dim, size)] = aligned.items()
+            sizes.setdefault(dim, {}).setdefault(size, []).append(op.aligned_sizes(bench.params)[dim])
+    found: dict[str, dict[int, float]] = {}
+    for dim, by_class in sizes.items():
+        known = {size: statistics.median(at) for size, at in by_class.items()}
+        found[dim] = {}
+        for size in ALIGNMENTS:
+            below, above = [k for k in sorted(known) if k < size], [k for k in sorted(known) if k > size]
+            found[dim][size] = known.get(size) or (max(known[below[-1]], known[above[0]]) if below and above
+                                                   else known[below[-1] if below else above[0]])
+    return found
+
+
+def faded(penalty: float, at: float | None, size: int) -> float:
+    """A square factorisation's penalty at `size`, measured at `at`: beyond it the part that pays
+    it (the panels, n^2 x the block width) shrinks against the whole (n^3) as 1/n. On this VM's
+    MKL a Cholesky of 1024 ran 3.65x its neighbours' time per FLOP and one of 3072 (the same
+    class) 2.1x (faded from 1024: 1.9x); 2048 2.74x and 4096 1.95x (faded: 1.87x); a solve of
+    1024 1.73x, 2048 1.18x (faded 1.37x), 4096 1.0x; eigh of 1024 1.17x, 2048 1.06x. Tall ones do
+    not fade so (qr's panel width cost 1.04x at 1000 x 256, 1.14x at 4000 x 256) and keep theirs."""
+    return penalty if not at or size <= at else 1.0 + (penalty - 1.0) * at / size
+
+
 def split_references(kind: str, op: Op, benches: list[Any], float64: bool = False) -> tuple[list[Any], list[Any]]:
     """An op's references of one level (float64's, or every other dtype's), split into those
     its scale is read from and those that measure an alignment's penalty: on a CPU whose profile
@@ -94,4 +125,5 @@ def split_references(kind: str, op: Op, benches: list[Any], float64: bool = Fals
     return (unaligned, aligned) if unaligned and aligned else (plain, [])
 
 
-__all__ = ["ALIGNMENTS", "alignment", "classes", "measured_penalties", "penalties", "split_references"]
+__all__ = ["ALIGNMENTS", "alignment", "classes", "faded", "measured_at", "measured_penalties", "penalties",
+           "split_references"]

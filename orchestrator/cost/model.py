@@ -18,15 +18,14 @@ from typing import Any
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import comms, rates
-from orchestrator.cost.alignment import classes, measured_penalties, split_references
+from orchestrator.cost.feasibility import feasibility, per_device
+from orchestrator.cost.alignment import classes, faded, measured_at, measured_penalties, split_references
 from orchestrator.ops import ITEMSIZE, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
 from orchestrator.profile.model import GpuProfile, Network, NodeProfile
 from orchestrator.workload.model import Job
 
-CPU_MEMORY_USABLE = 0.8     # leave room for the OS, Python and the worker
-GPU_MEMORY_USABLE = 0.9     # CUDA context, allocator fragmentation
 TASK_OVERHEAD_S = 1e-3      # Dask: about 1 ms of scheduler time per task (Dask best-practices docs)
 # An op without reference runs of its own (a user's) borrows another's measured scale, but never
 # one that says it runs faster than the GEMM curve: batched_matmul's small references beat the
@@ -136,6 +135,12 @@ class Hardware:
                     penalties[(kind, op, level)] = found
         return penalties
 
+    @functools.cached_property
+    def alignment_sizes(self) -> dict[tuple[str, str, str], dict[str, dict[int, float]]]:
+        """As `alignment_penalties`: the size each class's penalty was measured at (`faded`)."""
+        return {(kind, op, level): measured_at(get_op(op), split_references(kind, get_op(op), benches, level == "float64")[1])
+                for kind, op, benches in self._op_benchmarks() for level in ("float32", "float64")}
+
     def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
         """The measured penalties of these parameters' dimensions' alignments, multiplied (1 where
         none was measured): float64's own where its aligned references were timed, else float32's;
@@ -144,7 +149,9 @@ class Hardware:
         found = self.alignment_penalties.get((kind, op, level), {})
         if kind == ONE_THREAD and (not found or (dtype == "float64" and level != "float64")):
             return self.alignment_penalty("cpu", op, params, dtype)
-        return math.prod(found.get(dim, {}).get(size, 1.0) for dim, size in classes(get_op(op), params).items())
+        at, dims = self.alignment_sizes.get((kind, op, level), {}), get_op(op).aligned_sizes(params)
+        return math.prod(faded(found.get(dim, {}).get(size, 1.0), at.get(dim, {}).get(size) if len(dims) == 1 else None,
+                               dims[dim]) for dim, size in classes(get_op(op), params).items())
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
         """(kind, op, references): a CPU's references on one thread make a kind of their own."""
@@ -248,42 +255,6 @@ def _infeasible(placement: Placement, note: str) -> Prediction:
     return Prediction(placement, feasible=False, note=note)
 
 
-def _per_device(total: float, replicated: float, share: int) -> float:
-    """What one of `share` devices holds or moves: its shard, plus the replicated part whole."""
-    return (total - replicated) / share + replicated
-
-
-def _feasibility(job: Job, placement: Placement, hw: Hardware) -> str | None:
-    op = get_op(job.op)
-    reason = op.where_not(placement.kind)
-    if reason:
-        return reason
-    if placement.nodes > hw.nodes:
-        return f"needs {placement.nodes} nodes; {hw.name} has {hw.nodes}"
-    if placement.device == "gpu":
-        if not hw.gpus:
-            return f"{hw.name} has no usable GPU"
-        if placement.gpus > len(hw.gpus):
-            return f"needs {placement.gpus} GPUs per node; {hw.name} has {len(hw.gpus)}"
-        if rates.gemm_rate(hw.gpus[0], job.dtype, 1024) is None:
-            return f"{hw.gpus[0].name} has no {job.dtype} support"
-    p, itemsize = job.params, ITEMSIZE[job.dtype]
-    share = placement.devices if op.split is not Split.NONE else 1
-    needed = _per_device(op.working_set_bytes(p, itemsize), op.replicated_elements(p) * itemsize, share)
-    if placement.device == "cpu":  # a CPU worker also holds what the kernel and its check allocate
-        needed = max(needed, op.peak_bytes(p, itemsize) / share)
-    if placement.device == "gpu":
-        limit = (hw.gpus[0].memory_total_bytes or 0) * GPU_MEMORY_USABLE
-        where = f"{hw.gpus[0].name} memory"
-    else:
-        limit = hw.node.cpu.memory_total_bytes * CPU_MEMORY_USABLE
-        where = "host memory"
-    if needed > limit:
-        return (f"working set {needed / 1e9:.3g} GB per device exceeds {limit / 1e9:.3g} GB usable of {where}"
-                + ("; try more devices" if op.split is not Split.NONE else ""))
-    return None
-
-
 def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, calibrated: bool = True,
             threads: int | None = None) -> Prediction:
     """Predicted seconds of one execution of `job` on `placement` (the contract's measured_s).
@@ -291,7 +262,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     `calibrated=False` the factors learned from recorded runs (how those are fitted). A CPU job
     runs on one thread where its op's one-thread references say that is faster
     (`Prediction.threads`); `threads` 1 or another count asks for that one (a recorded run's)."""
-    problem = _feasibility(job, placement, hw)
+    problem = feasibility(job, placement, hw)
     if problem:
         return _infeasible(placement, problem)
     op = get_op(job.op)
@@ -315,8 +286,8 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
             return _infeasible(placement, f"{getattr(device, 'name', 'cpu')} has no {job.dtype} support")
         terms["compute_s"] = op.flops(p) / (share * rate)
         replicated = op.replicated_elements(p) * itemsize
-        traffic = _per_device(op.traffic_bytes(p, itemsize), replicated, share)
-        working_set = _per_device(op.working_set_bytes(p, itemsize), replicated, share)
+        traffic = per_device(op.traffic_bytes(p, itemsize), replicated, share)
+        working_set = per_device(op.working_set_bytes(p, itemsize), replicated, share)
         terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
         if scaled:
             like = op.scaled_like(terms["compute_s"], terms["memory_s"])
