@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from orchestrator import ops
-from orchestrator.cost.alignment import alignment, classes
+from orchestrator.cost.alignment import classes
 from orchestrator.cost.calibration import ANY_DTYPE, Calibration, Factors, fit
 from orchestrator.cost.refit import samples_from
 from orchestrator.cost.candidates import candidates
