@@ -18,8 +18,8 @@ from typing import Any
 
 from orchestrator.cost import calibration as learned
 from orchestrator.cost import comms, rates
-from orchestrator.cost.feasibility import feasibility, per_device
 from orchestrator.cost.alignment import classes, faded, measured_at, measured_penalties, split_references
+from orchestrator.cost.feasibility import feasibility, per_device
 from orchestrator.ops import ITEMSIZE, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -149,9 +149,10 @@ class Hardware:
         found = self.alignment_penalties.get((kind, op, level), {})
         if kind == ONE_THREAD and (not found or (dtype == "float64" and level != "float64")):
             return self.alignment_penalty("cpu", op, params, dtype)
-        at, dims = self.alignment_sizes.get((kind, op, level), {}), get_op(op).aligned_sizes(params)
-        return math.prod(faded(found.get(dim, {}).get(size, 1.0), at.get(dim, {}).get(size) if len(dims) == 1 else None,
-                               dims[dim]) for dim, size in classes(get_op(op), params).items())
+        dims = get_op(op).aligned_sizes(params)
+        at = self.alignment_sizes.get((kind, op, level), {}) if len(dims) == 1 else {}  # square ones fade
+        return math.prod(faded(found.get(dim, {}).get(size, 1.0), at.get(dim, {}).get(size), dims[dim])
+                         for dim, size in classes(get_op(op), params).items())
 
     def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
         """(kind, op, references): a CPU's references on one thread make a kind of their own."""
