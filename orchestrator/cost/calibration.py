@@ -246,7 +246,9 @@ def choose_form(samples: list[Sample]) -> str:
     validation (leave-one-out up to 5 samples): "none" (the model as it is), "one" (one factor
     for both terms) or "two". One disturbed run of a few sizes (the first job on a fresh worker
     ran 5-7x slow on a 2-core VM) makes a two-factor fit extrapolate wildly; held out, that fit
-    loses to a simpler one, and the simpler one is kept. Ties go to the simpler form."""
+    loses to a simpler one, and the simpler one is kept. Ties go to the simpler form. Two samples
+    choose between the model and one factor (a two-factor fit passes through both exactly); one
+    gets one factor, untested."""
     forms = ["none", "one"] + (["two"] if _sizes(samples) >= 2 else []) + (["curve"] if _sizes(samples) >= 3 else [])
     if len(samples) < MIN_CV_SAMPLES:
         return forms[min(len(forms), 3) - 1]
