@@ -218,3 +218,18 @@ def test_an_op_benchmark_far_off_the_model_is_followed_not_clamped():
     hw = hardware_for(slow, calibrated=False)
     assert predict(Job("c", "cholesky", params), candidates(hw)[0], hw).predicted_s == pytest.approx(measured, rel=1e-9)
     assert math.isfinite(measured)
+
+
+def test_repeating_a_kernel_reads_its_scale_at_one_rounds_work():
+    """k-means of 10 or 20 iterations runs each iteration as the profile's reference of 5 did:
+    predicted at 2x and 4x its measured time. Read at the whole job's work, a job of 20K x 32 x 16
+    and 10 iterations was predicted at 0.74x its time on this VM."""
+    node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml"))
+    hw = hardware_for(node, calibrated=False)
+    references = [b for b in node.cpu.op_benchmarks["kmeans"] if b.threads != 1 and b.dtype == "float32"]
+    assert references
+    for bench in references:
+        for rounds in (10, 20):
+            job = Job("k", "kmeans", {**bench.params, "iterations": rounds})
+            predicted = predict(job, candidates(hw)[0], hw, calibrated=False).predicted_s
+            assert predicted == pytest.approx(bench.measured_s * rounds / bench.params["iterations"], rel=0.02)

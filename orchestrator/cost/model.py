@@ -175,10 +175,10 @@ class Hardware:
         work = _work(raw.terms) if raw.feasible else 0.0
         if work <= 0:
             return None
-        fixed = raw.predicted_s - work
+        fixed, at = raw.predicted_s - work, work / get_op(op).rounds(params)  # the scale's axis: one round
         if measured_s > fixed:
-            return work, (measured_s - fixed) / work
-        return work, measured_s / raw.predicted_s  # the model's fixed costs alone exceed it: scale it all
+            return at, (measured_s - fixed) / work
+        return at, measured_s / raw.predicted_s  # the model's fixed costs alone exceed it: scale it all
 
     def op_scale(self, kind: str, op: str, work_s: float, dtype: str = "float32") -> float:
         """The measured scale at this much modelled work: log-linear between reference points,
@@ -292,12 +292,12 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
         if scaled:
             like = op.scaled_like(terms["compute_s"], terms["memory_s"])
-            scale = hw.op_scale(kind, like, _work(terms), job.dtype)
+            scale = hw.op_scale(kind, like, _work(terms) / (op.rounds(p) if like == op.name else 1), job.dtype)
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
                 penalty = hw.alignment_penalty(kind, op.name, p, job.dtype)
-                single = _one_thread_scale(hw, op.name, placement, _work(terms), job.dtype)
+                single = _one_thread_scale(hw, op.name, placement, _work(terms) / op.rounds(p), job.dtype)
                 alone = hw.alignment_penalty(ONE_THREAD, op.name, p, job.dtype)
                 if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
                     scale, penalty, one_thread = single, alone, True

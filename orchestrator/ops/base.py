@@ -150,6 +150,11 @@ class Op(abc.ABC):
         """Input elements every device needs whole when split (B of a matmul)."""
         return 0.0
 
+    def rounds(self, p: dict[str, Any]) -> int:
+        """How many times the kernel repeats the same work (k-means' iterations): its measured
+        scale is read at one round's work, since repeating a kernel does not make it run faster."""
+        return 1
+
     def scaled_like(self, compute_s: float, memory_s: float) -> str:
         """Whose measured scale (the profile's op benchmarks) corrects this op's modelled work:
         its own."""
