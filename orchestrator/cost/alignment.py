@@ -66,21 +66,23 @@ def penalties(ratios: dict[int, list[float]]) -> dict[int, float]:
     measured = {size: statistics.median(found) for size, found in ratios.items() if found}
     if not measured:
         return {}
-    known = sorted(measured)
     found, floor = {}, 1.0
     for size in reversed(ALIGNMENTS):  # least aligned first
-        below = [k for k in known if k < size]
-        above = [k for k in known if k > size]
+        low, high = _around(measured, size)
         if size in measured:
             value = measured[size]
-        elif below and above:
-            low, high = below[-1], above[0]
+        elif low and high:
             share = math.log(size / low) / math.log(high / low)
             value = math.exp((1 - share) * math.log(measured[low]) + share * math.log(measured[high]))
         else:  # beyond the measured classes: the nearest's
-            value = measured[below[-1] if below else above[0]]
+            value = measured[low or high]
         floor = found[size] = max(floor, value)
     return found
+
+
+def _around(measured: dict[int, Any], size: int) -> tuple[int | None, int | None]:
+    """The nearest measured classes below and above `size` (None where there is none)."""
+    return max((k for k in measured if k < size), default=None), min((k for k in measured if k > size), default=None)
 
 
 def measured_at(op: Op, benches: list[Any]) -> dict[str, dict[int, float]]:
@@ -98,9 +100,8 @@ def measured_at(op: Op, benches: list[Any]) -> dict[str, dict[int, float]]:
         known = {size: statistics.median(at) for size, at in by_class.items()}
         found[dim] = {}
         for size in ALIGNMENTS:
-            below, above = [k for k in sorted(known) if k < size], [k for k in sorted(known) if k > size]
-            found[dim][size] = known.get(size) or (max(known[below[-1]], known[above[0]]) if below and above
-                                                   else known[below[-1] if below else above[0]])
+            low, high = _around(known, size)
+            found[dim][size] = known.get(size) or (max(known[low], known[high]) if low and high else known[low or high])
     return found
 
 

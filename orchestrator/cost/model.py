@@ -292,12 +292,13 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
         if scaled:
             like = op.scaled_like(terms["compute_s"], terms["memory_s"])
-            scale = hw.op_scale(kind, like, _work(terms) / (op.rounds(p) if like == op.name else 1), job.dtype)
+            at = _work(terms) / op.rounds(p)  # its own scale is read at one round's work
+            scale = hw.op_scale(kind, like, at if like == op.name else _work(terms), job.dtype)
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
                 penalty = hw.alignment_penalty(kind, op.name, p, job.dtype)
-                single = _one_thread_scale(hw, op.name, placement, _work(terms) / op.rounds(p), job.dtype)
+                single = _one_thread_scale(hw, op.name, placement, at, job.dtype)
                 alone = hw.alignment_penalty(ONE_THREAD, op.name, p, job.dtype)
                 if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
                     scale, penalty, one_thread = single, alone, True
