@@ -103,6 +103,19 @@ def test_no_product_of_matrices_is_predicted_faster_than_the_devices_largest_gem
     assert not too_fast, "\n".join(too_fast[:20])
 
 
+@pytest.mark.parametrize("profile", ["cpu-c7i-8xlarge", "h100-sxm"])
+def test_a_batch_of_products_runs_as_one_gemm_of_its_work(profile):
+    """8 products of 64^3 are priced as the GEMM of 128^3 (the same FLOPs) on a CPU and a GPU: the
+    batch is spread over the cores at once, not run matrix by matrix at the small one's rate."""
+    hw = hardware_for(store.resolve(profile), calibrated=False)
+    for placement in (p for p in candidates(hw) if p.devices == 1 and p.nodes == 1):
+        for dtype in ("float32", "float64"):
+            batch = predict(Job("b", "batched_matmul", {"batch": 8, "m": 64, "n": 64, "k": 64}, dtype), placement, hw)
+            one = predict(Job("m", "matmul", {"m": 128, "n": 128, "k": 128}, dtype), placement, hw)
+            if batch.feasible and one.feasible:
+                assert batch.terms["compute_s"] == pytest.approx(one.terms["compute_s"], rel=1e-9), (placement, dtype)
+
+
 def test_eigh_on_the_h200_no_longer_predicts_less_time_for_more_work():
     hw = hardware_for(store.resolve(str(ROOT / "docs/data/profile-h200-vm.yaml")), calibrated=False)
     gpu = next(p for p in candidates(hw) if str(p) == "gpu")

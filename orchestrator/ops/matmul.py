@@ -96,9 +96,12 @@ class BatchedMatmul(Matmul):
         return self.working_set_elements(p) * itemsize  # the check reads four of the matrices
 
     def calls(self, p: dict[str, Any], device: str) -> int:
-        # A GPU's batched kernel fills the device with the whole batch; CPU BLAS goes matrix by
-        # matrix, so each runs at its own size.
-        return 1 if device == "gpu" else p["batch"]
+        """One: the batch runs as one GEMM of its whole work. A GPU's batched kernel fills the
+        device with it; on a CPU torch hands MKL the batch at once, which spreads the matrices
+        over the cores. Priced matrix by matrix (the curve at 64^3 where 32 of them ran), the
+        2-core VM's references ran 1.5-2.6x faster than the model, and held-out batches between
+        them (8 x 150^3, 16 x 128^3) were predicted at 0.67-0.88x their time (0.80-1.01x now)."""
+        return 1
 
     def make_inputs(self, p, dtype, gen, device) -> Tensors:
         scale = _factor_scale(dtype, p["k"])
