@@ -234,7 +234,8 @@ def test_a_borrowed_scale_never_makes_a_user_op_faster_than_the_curve(in_process
     fast.cpu.op_benchmarks = {"batched_matmul": [OpBenchmark(
         params=bmm.params, dtype="float32", data="host", measured_s=raw.predicted_s - raw.terms["compute_s"] / 2)]}
     hw = hardware_for(fast, calibrated=False)
-    assert predict(bmm, Placement("cpu"), hw).terms["compute_s"] == pytest.approx(raw.terms["compute_s"] / 2)
+    # (capped at the reference's own rate, its overhead counted: 1% here)
+    assert predict(bmm, Placement("cpu"), hw).terms["compute_s"] == pytest.approx(raw.terms["compute_s"] / 2, rel=0.02)
     att = Job(name="att", op=ATTENTION, params={"batch": 1, "heads": 4, "seq": 512, "head_dim": 64})
     alone = predict(att, Placement("cpu"), plain, scaled=False).terms["compute_s"]
     assert predict(att, Placement("cpu"), hw).terms["compute_s"] == pytest.approx(alone)
