@@ -246,3 +246,22 @@ def test_repeating_a_kernel_reads_its_scale_at_one_rounds_work():
             job = Job("k", "kmeans", {**bench.params, "iterations": rounds})
             predicted = predict(job, candidates(hw)[0], hw, calibrated=False).predicted_s
             assert predicted == pytest.approx(bench.measured_s * rounds / bench.params["iterations"], rel=0.02)
+
+
+@pytest.mark.parametrize("op", ["train_linear", "train_mlp"])
+def test_training_on_more_samples_reads_its_scale_at_one_steps_work(op):
+    """A training job of the shape of a reference but 3x and 6x its samples takes 3x and 6x its
+    steps, each as the reference's did. Read at the whole job's work, the scale took the larger
+    references' (wider layers, less overhead a step): train_mlp of 15K x 64 x [128] was
+    predicted at 0.76-0.84x its time on this VM, three times its 5K reference's 7.9 ms being 23.5
+    and the job's 22-23.6."""
+    node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml"))
+    hw = hardware_for(node, calibrated=False)
+    references = [b for b in node.cpu.op_benchmarks[op] if b.threads != 1 and b.dtype == "float32"
+                  and predict(Job("t", op, b.params), candidates(hw)[0], hw, calibrated=False).bound != "memory"]
+    assert references  # (a memory-bound one streams more from slower memory as its input grows)
+    for bench in references:
+        for times in (3, 6):
+            job = Job("t", op, {**bench.params, "samples": bench.params["samples"] * times})
+            predicted = predict(job, candidates(hw)[0], hw, calibrated=False).predicted_s
+            assert predicted == pytest.approx(bench.measured_s * times, rel=0.02)

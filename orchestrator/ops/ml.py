@@ -166,6 +166,10 @@ class _Training(Op):
     def steps(self, p: dict[str, Any]) -> int:
         return p["epochs"] * math.ceil(p["samples"] / p["batch_size"])
 
+    def rounds(self, p: dict[str, Any]) -> int:
+        """Every step repeats the same work on another batch."""
+        return self.steps(p)
+
     def flops(self, p: dict[str, Any]) -> float:
         """GEMM FLOPs, as torch.utils.flop_counter counts them: every layer's forward (2io per
         sample) and weight gradient (2io), and the input gradient (2io) of every layer but the
