@@ -123,6 +123,18 @@ def test_a_disturbed_run_is_learnt_at_the_usual_speed():
     assert rows[2].measured_s == pytest.approx(1e-2 / 3)
 
 
+def test_a_job_disturbed_between_the_probes_is_not_learnt_from():
+    """A batched_matmul's seven executions here, in ms: the sentinel's probe before it read the
+    machine as usual, the job was disturbed while it ran. Neither tier learns from it; a job whose
+    executions agree, at the same probe, is learnt."""
+    hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    disturbed = dataclasses.replace(_row(0.543e-3, 1e-3), times_s=[t / 1e3 for t in (0.543, 3.108, 0.244, 1.646, 0.218,
+                                                                                   1.306, 0.188)])
+    steady = dataclasses.replace(_row(0.2e-3, 1e-3), times_s=[t / 1e3 for t in (0.19, 0.2, 0.21, 0.2, 0.22, 0.2, 0.19)])
+    assert [s.measured_s for s in samples_from([disturbed, steady], hw)] == [0.2e-3]
+    assert [m.centre_s for m in history_from([disturbed, steady])] == pytest.approx([0.2e-3])
+
+
 def test_a_probe_near_nominal_is_the_sentinels_own_noise_and_leaves_the_time_alone():
     """Probes within SPEED_UNSEEN of the profile's (a quiet machine reads 0.79-1.20 of it here)
     are not a slowdown: the time is learnt as measured. One beyond it is."""

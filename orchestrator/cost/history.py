@@ -39,9 +39,27 @@ def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str
     return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
 
 
+# A job whose executions spread more than this (normal-scaled MAD / median) was disturbed while
+# it ran, between the sentinel's probes: a batched_matmul timed 0.54, 3.1, 0.24, 1.6, 0.22, 1.3
+# and 0.19 ms (spread 0.96; it runs 0.19) taught its group 3.0x and put every held-out batch of
+# that dtype at 3x its time. Of 4,553 recorded jobs on the 2-core VM, half spread under 0.04,
+# 98% under 0.23.
+DISTURBED_SPREAD = 0.25
+
+
 def learnable(row: JobRow) -> bool:
-    """A recorded job both tiers learn from: ok, measured, placed."""
-    return row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)
+    """A recorded job both tiers learn from: ok, measured, placed, and not disturbed while it
+    ran (its executions within DISTURBED_SPREAD of each other)."""
+    if not (row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)):
+        return False
+    times = [t for t in row.times_s or [] if t and t > 0]
+    return len(times) < 3 or spread(times) <= DISTURBED_SPREAD
+
+
+def spread(values: list[float]) -> float:
+    """The normal-scaled median absolute deviation, relative to the median."""
+    middle = statistics.median(values)
+    return 1.4826 * statistics.median(abs(v - middle) for v in values) / middle if middle > 0 else math.inf
 
 
 def history_from(rows: list[JobRow]) -> list[Measured]:
