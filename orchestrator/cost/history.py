@@ -49,11 +49,12 @@ DISTURBED_SPREAD = 0.25
 
 def learnable(row: JobRow) -> bool:
     """A recorded job both tiers learn from: ok, measured, placed, and not disturbed while it
-    ran (its executions within DISTURBED_SPREAD of each other)."""
+    ran (of OUTLIER_MIN_SAMPLES executions or more, within DISTURBED_SPREAD of each other; of
+    three, the MAD is the nearer one's distance, and a 10 µs job's jitter read as disturbed)."""
     if not (row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)):
         return False
     times = [t for t in row.times_s or [] if t and t > 0]
-    return len(times) < 3 or spread(times) <= DISTURBED_SPREAD
+    return len(times) < OUTLIER_MIN_SAMPLES or spread(times) <= DISTURBED_SPREAD
 
 
 def spread(values: list[float]) -> float:
