@@ -39,6 +39,7 @@ def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str
     return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
 
 
+NORMAL_MAD = 1.4826  # a normal distribution's standard deviation over its median absolute deviation
 # A job whose executions spread more than this (normal-scaled MAD / median) was disturbed while
 # it ran, between the sentinel's probes: a batched_matmul timed 0.54, 3.1, 0.24, 1.6, 0.22, 1.3
 # and 0.19 ms (spread 0.96; it runs 0.19) taught its group 3.0x and put every held-out batch of
@@ -59,16 +60,16 @@ def learnable(row: JobRow) -> bool:
     if not (row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)):
         return False
     times = [t for t in row.times_s or [] if t and t > 0]
-    if len(times) < 3 or spread(times) <= DISTURBED_SPREAD:
+    if len(times) < 3:
         return True
-    middle = statistics.median(times)
-    return len(times) < OUTLIER_MIN_SAMPLES and statistics.median(abs(t - middle) for t in times) < DISTURBED_FEW_S
+    middle, mad = _deviation(times)
+    return NORMAL_MAD * mad / middle <= DISTURBED_SPREAD or (len(times) < OUTLIER_MIN_SAMPLES and mad < DISTURBED_FEW_S)
 
 
-def spread(values: list[float]) -> float:
-    """The normal-scaled median absolute deviation, relative to the median."""
+def _deviation(values: list[float]) -> tuple[float, float]:
+    """The median of the values and their median absolute deviation from it."""
     middle = statistics.median(values)
-    return 1.4826 * statistics.median(abs(v - middle) for v in values) / middle if middle > 0 else math.inf
+    return middle, statistics.median(abs(v - middle) for v in values)
 
 
 def history_from(rows: list[JobRow]) -> list[Measured]:
@@ -97,14 +98,14 @@ def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
     are dropped."""
     if not values:
         return [], math.nan, math.nan
-    middle = statistics.median(values)
-    mad = statistics.median(abs(v - middle) for v in values) * 1.4826
+    middle, mad = _deviation(values)
+    mad *= NORMAL_MAD
     if len(values) < OUTLIER_MIN_SAMPLES or mad == 0:  # of 3, the MAD is the nearer one's distance:
         kept = list(values)                            # it would drop the other almost always
     else:
         kept = [v for v in values if abs(v - middle) <= OUTLIER_MADS * mad]
-    centre = statistics.median(kept)
-    return kept, centre, statistics.median(abs(v - centre) for v in kept) / centre
+    centre, deviation = _deviation(kept)
+    return kept, centre, deviation / centre
 
 
 __all__ = ["MIN_HISTORY_SAMPLES", "Measured", "history_from", "history_key", "learnable", "robust_centre"]
