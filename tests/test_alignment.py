@@ -219,3 +219,28 @@ def test_a_tall_factorisation_pays_each_dimensions_penalty():
     for params, penalty in (({"m": 2048, "n": 192}, 1.25), ({"m": 2000, "n": 256}, 1.5), ({"m": 4096, "n": 256}, 1.875),
                             ({"m": 2000, "n": 190}, 1.0)):
         assert hw.alignment_penalty("cpu", "lstsq", params) == pytest.approx(penalty), params
+
+
+def test_float64_on_one_thread_reads_its_own_one_thread_references():
+    """svd of 1600 x 180 float64 took 9.7 ms on one thread of this VM and 16 ms on both, float32's
+    5.8 and 14 (2026-11-29). float64 had no one-thread references and read float32's one-thread
+    scale at float64's GEMM rate: 11.4 ms on one thread against 10.2 on both, so both were
+    chosen. Timed on one thread too, float64 takes its own scale there, and the thread count
+    follows it either way: here float32 is faster on one thread and float64 is not."""
+    node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128.yaml")).model_copy(deep=True)
+    bare = hardware_for(node, calibrated=False)
+    sizes = [{"m": 1000, "n": 250}, {"m": 2000, "n": 500}, {"m": 400, "n": 100}]
+    levels = {("float32", None): 2.5, ("float32", 1): 1.0, ("float64", None): 1.2, ("float64", 1): 3.0}
+    node.cpu.op_benchmarks["svd"] = [_reference(bare, "svd", p, scale, dtype, threads)
+                                     for (dtype, threads), scale in levels.items() for p in sizes]
+    hw = hardware_for(node, calibrated=False)
+    cpu = candidates(hw)[0]
+    job32, job64 = Job("s", "svd", {"m": 1600, "n": 180}), Job("s", "svd", {"m": 1600, "n": 180}, "float64")
+    assert predict(job32, cpu, hw).threads == 1
+    assert predict(job64, cpu, hw).threads is None
+    one, wide = predict(job64, cpu, hw, threads=1), predict(job64, cpu, hw, threads=2)
+    assert one.terms["compute_s"] == pytest.approx(3.0 / 1.2 * wide.terms["compute_s"], rel=1e-6)
+    node.cpu.op_benchmarks["svd"] = [bench for bench in node.cpu.op_benchmarks["svd"]
+                                     if (bench.dtype, bench.threads) != ("float64", 1)]
+    before = hardware_for(node, calibrated=False)  # a profile from before: float32's one-thread scale
+    assert predict(job64, cpu, before).threads == 1
