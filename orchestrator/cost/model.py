@@ -289,7 +289,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         replicated = op.replicated_elements(p) * itemsize
         traffic = per_device(op.traffic_bytes(p, itemsize), replicated, share)
         working_set = per_device(op.working_set_bytes(p, itemsize), replicated, share)
-        terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set)
+        terms["memory_s"] = traffic / rates.memory_bandwidth(device, working_set if op.cache_resident else None)
         if scaled:
             like = op.scaled_like(terms["compute_s"], terms["memory_s"])
             at = _work(terms) / op.rounds(p)  # its own scale is read at one round's work

@@ -71,6 +71,9 @@ class Op(abc.ABC):
     dtypes: ClassVar[tuple[str, ...]] = WORKLOAD_DTYPES
     # its calls are PyTorch eager ops, each paying torch's dispatch (users' own ops)
     eager_torch: ClassVar[bool] = False
+    # its passes stream data the cache may hold (its memory term reads the profile's bandwidth at
+    # its working set); False: at memory's, whatever the size
+    cache_resident: ClassVar[bool] = True
     # placement kind (cpu, gpu, multi_gpu, multi_node) → why it cannot run there
     not_supported: ClassVar[dict[str, str]] = {}
 
