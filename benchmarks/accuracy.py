@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--noise", action="store_true", help="run the held-out workload twice: the noise limits")
     parser.add_argument("--keep", type=Path, help="use this ORCH_HOME and keep it (default: a temporary one)")
     args = parser.parse_args()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
     with (contextlib.nullcontext(str(args.keep)) if args.keep else tempfile.TemporaryDirectory(prefix="orch-accuracy-")) as home:
         env = {**os.environ, "ORCH_HOME": home}
         profile = args.profile or Path(home) / "this-machine.yaml"
