@@ -11,7 +11,7 @@ import pytest
 
 from orchestrator import ops
 from orchestrator.cost.alignment import classes
-from orchestrator.cost.calibration import fit
+from orchestrator.cost.calibration import Calibration, fit
 from orchestrator.cost.candidates import candidates
 from orchestrator.cost.model import predict
 from orchestrator.cost.refit import samples_from
@@ -131,8 +131,10 @@ def test_runs_at_aligned_and_other_sizes_make_one_curve():
                    measured_s=bent(n)) for n in (512, 1000, 1024, 2048)]
     samples = samples_from(rows, hw)
     assert [s.penalty for s in samples] == pytest.approx([1.5 ** (1 / 3) * 3 ** (2 / 3), 1.0, 3.0, 3.0])
-    learnt = dataclasses.replace(hw, calibration=fit("vm", samples, runs=1, fitted="now"))
-    assert learnt.calibration.groups[0].form == "curve"
+    calibration = fit("vm", samples, runs=1, fitted="now")
+    assert calibration.groups[0].form == "curve"
+    whole = {**calibration.model_dump(), "groups": [{**calibration.groups[0].model_dump(), "weight": 1.0}]}
+    learnt = dataclasses.replace(hw, calibration=Calibration.model_validate(whole))  # the curve itself (its weight: test_calibration)
     for n in (768, 1536, 1500):
         got = predict(Job("c", "cholesky", {"n": n}), cpu, learnt)
         assert got.basis == "fit"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 import random
 from pathlib import Path
 
@@ -193,7 +194,9 @@ def test_a_curve_bends_where_the_models_shape_is_wrong():
     samples = _shaped([2.0, 1.4, 1.0, 0.7])
     assert choose_form(samples) == "curve"
     group = fit("p", samples, runs=1, fitted="now").factors("dot", "cpu", "float32")
-    assert group.form == "curve" and group.median_error_after < 0.03 < group.median_error_before
+    assert group.form == "curve" and group.median_error_after < group.median_error_before
+    fitted = [abs(group.time_at(s.flops) - s.measured_s) / s.measured_s for s in samples]
+    assert statistics.median(fitted) < 0.03  # the curve itself, before its weight (below) moves it
     first, second = group.curve[0], group.curve[1]
     assert group.time_at(first[0]) == pytest.approx(4e-6 + 1e-4 * 2.0, rel=0.05)
     halfway = math.sqrt(first[0] * second[0])
@@ -221,3 +224,26 @@ def test_a_curve_never_predicts_less_time_for_more_work(factors):
         work = 1e-4 * flops / 1e6
         times.append(inside if inside is not None else 4e-6 + work * group.work_at(work)[0])
     assert all(later >= earlier * (1 - 1e-9) for earlier, later in zip(times, times[1:]))
+
+
+def test_a_correction_from_one_run_counts_by_half_until_it_is_large_or_runs_confirm_it():
+    """Learnt from one run, the corrections of 81 replayed held-out runs on this VM were right by
+    about half (least squares: 0.36-0.60 of each), and taking half of each took the calibrated
+    median error of every set down (docs/benchmarks.md 2.15): a correction of 10% from one run
+    of three sizes counts by half (the plan predicts 1.1 ** 0.5), from three runs by three
+    quarters; one of 3x counts almost whole, as a GPU's large errors must."""
+    from orchestrator.cost.calibration import shrunk
+
+    def samples(factor: float, runs: int) -> list[Sample]:
+        return [dataclasses.replace(s, measured_s=s.overhead_s + s.work_s * factor, run=f"r{i % runs}")
+                for i, s in enumerate(_shaped([1.0, 1.0, 1.0], noise=0.0))]
+
+    small = fit("p", samples(1.1, 1), runs=1, fitted="now").factors("dot", "cpu", "float32")
+    assert small.form == "one" and small.work == pytest.approx(1.1, rel=0.01)
+    assert (small.runs, small.weight) == (1, 0.5)
+    assert fit("p", samples(1.1, 3), runs=3, fitted="now").factors("dot", "cpu", "float32").weight == 0.75
+    large = fit("p", samples(3.0, 1), runs=1, fitted="now").factors("dot", "cpu", "float32")
+    assert large.weight > 0.95
+    assert shrunk(1.1, 1.0, 0.5) == pytest.approx(1.1 ** 0.5)
+    assert Factors(op="dot", device="cpu", dtype="float32", samples=1, sizes=1, overhead=1.0, work=1.0,
+                   median_error_before=0, median_error_after=0).weight == 1.0  # files from before: all of it

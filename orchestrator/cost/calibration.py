@@ -58,6 +58,14 @@ MIN_CV_SAMPLES = 2       # fewer: one factor for both terms, without cross-valid
 CV_FOLDS = 5
 CV_TIE = 1e-4            # mean Huber loss within which a simpler form wins
 CURVE_LOW, CURVE_HIGH = 1 / 30, 30.0  # the work factors a curve's ends may imply
+# How much of a group's correction predictions take (`Factors.weight`): at least R / (R + 1) of
+# it when R runs taught it, all of it as it grows large against SHRINK_NOISE (the error a
+# correction learnt at some sizes of one run makes at other sizes of another: noise, the run's
+# own state, each size's own quirks). Learnt from one run, the corrections of 81 replayed
+# held-out runs here were right by about half (least squares: 0.36-0.60 of each), and half of
+# each took the calibrated median error of all seven sets of runs down, 14 runs measured after
+# that among them (docs/benchmarks.md 2.15).
+SHRINK_NOISE = 0.3
 
 
 class Factors(BaseModel):
@@ -80,6 +88,10 @@ class Factors(BaseModel):
     median_error_after: float
     work_min_s: float | None = None  # the modelled work of the samples fitted on (None: no limit)
     work_max_s: float | None = None
+    runs: int = 1          # distinct runs among the samples
+    # the share of the correction predictions take, in log space: the time is the model's
+    # x (corrected / model) ** weight (`shrink_weight`; 1: all of it, as files from before)
+    weight: float = Field(default=1.0, gt=0, le=1)
 
     def work_at(self, work_s: float) -> tuple[float, bool]:
         """The work factor at this much modelled work, and whether the fit still answers there:
@@ -146,6 +158,7 @@ class Sample:
     flops: float
     dispatch_s: float = 0.0
     penalty: float = 1.0  # the alignment penalty its terms carry (alignment.py): a curve divides it out
+    run: str = ""         # the run that recorded it
 
 
 def calibration_path(profile: str) -> Path:
@@ -297,9 +310,26 @@ def _sizes(samples: list[Sample]) -> int:
     return len({round(math.log(s.flops), 3) for s in samples})
 
 
-def _errors(samples: list[Sample], overhead: float, work: float) -> list[float]:
+def _errors(samples: list[Sample], overhead: float, work: float, weight: float = 1.0) -> list[float]:
     predicted = _predict(samples, overhead, work)
+    if weight != 1.0:
+        predicted = shrunk(predicted, _predict(samples, 1.0, 1.0), weight)
     return [abs(p - s.measured_s) / s.measured_s for p, s in zip(predicted, samples, strict=True)]
+
+
+def shrink_weight(corrections: list[float], sizes: int, runs: int) -> float:
+    """The share of a group's correction predictions take: at least runs / (runs + 1), more as
+    its typical size g (the median |log(corrected / model)| over its samples) grows against
+    SHRINK_NOISE: g^2 / (g^2 + SHRINK_NOISE^2 / sizes). A correction of 10% learnt from one run
+    of three sizes keeps half; one of 2x keeps 0.94 of itself (1.92x)."""
+    g = statistics.median(abs(math.log(c)) for c in corrections) if corrections else 0.0
+    strong = g * g / (g * g + SHRINK_NOISE ** 2 / max(sizes, 1)) if g > 0 else 0.0
+    return round(max(runs / (runs + 1), strong), 4)
+
+
+def shrunk(corrected: Any, model: Any, weight: float) -> Any:
+    """The model's time moved `weight` of the way (in log space) to the corrected one."""
+    return model * (corrected / model) ** weight
 
 
 MAX_FIT_SAMPLES = 600  # per group: the grid search costs 1,681 predictions a sample and step
@@ -331,14 +361,19 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
         else:
             overhead, work = _fit_form(fitted_on, form)
         works = [s.work_s for s in members if s.work_s > 0]
-        after = _predict_form(members, fitted_on, form) if curve else _predict(members, overhead, work)
+        model = _predict(members, 1.0, 1.0)
+        full = _predict_form(members, fitted_on, form) if curve else _predict(members, overhead, work)
+        runs = len({s.run for s in members})
+        weight = shrink_weight(list(full / model), _sizes(members), runs) if form != "none" else 1.0
+        after = shrunk(full, model, weight)
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
                              sizes=_sizes(members), form=form, curve=curve, work_low=low,
                              overhead=round(overhead, 6), work=round(work, 6),
                              median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
                              median_error_after=round(statistics.median(
                                  abs(p - s.measured_s) / s.measured_s for p, s in zip(after, members, strict=True)), 4),
-                             work_min_s=min(works) if works else None, work_max_s=max(works) if works else None))
+                             work_min_s=min(works) if works else None, work_max_s=max(works) if works else None,
+                             runs=runs, weight=weight))
     return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found, history=history or [])
 
 
@@ -359,8 +394,10 @@ def summary_errors(samples: list[Sample], calibration: Calibration | None) -> di
         factors = calibration.factors(s.op, s.device, s.dtype) if calibration else None
         curve = _curve_time(factors, s) if factors else None
         if curve is not None:
+            curve = shrunk(curve, float(_predict([s], 1.0, 1.0)[0]), factors.weight)
             errors.append(abs(curve - s.measured_s) / s.measured_s)
             continue
-        errors += _errors([s], *((factors.overhead, factors.work_at(s.work_s)[0]) if factors else (1.0, 1.0)))
+        errors += _errors([s], *((factors.overhead, factors.work_at(s.work_s)[0], factors.weight) if factors
+                                 else (1.0, 1.0)))
     return {"jobs": len(errors), "median": statistics.median(errors) if errors else math.nan,
             "p90": float(np.percentile(errors, 90)) if errors else math.nan}

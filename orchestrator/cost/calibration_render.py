@@ -13,12 +13,13 @@ def print_table(done: Refit, console: Console) -> None:
     table = Table(title=f"calibration of {cal.profile}: {done.before['jobs']} recorded jobs from {cal.runs} run(s)",
                   title_justify="left")
     for column, justify in (("op", "left"), ("device", "left"), ("dtype", "left"), ("jobs", "right"),
-                            ("sizes", "right"), ("form", "left"), ("overhead x", "right"), ("work x", "right"),
+                            ("sizes", "right"), ("form", "left"), ("overhead x", "right"), ("work x", "right"), ("taken", "right"),
                             ("median error before", "right"), ("after", "right")):
         table.add_column(column, justify=justify)
     for g in cal.groups:
         table.add_row(g.op, g.device, g.dtype, str(g.samples), str(g.sizes), g.form, f"{g.overhead:.3g}",
                       f"{g.work_low:.3g}..{g.work:.3g}" if g.curve and g.work_low else f"{g.work:.3g}",
+                      f"{g.weight:.0%}",
                       f"{g.median_error_before:.1%}", f"{g.median_error_after:.1%}")
     console.print(table)
     if cal.history:

@@ -94,7 +94,7 @@ def samples_from(rows: list[JobRow], hw: Hardware) -> list[Sample]:
                             work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
                             measured_s=row.measured_s, flops=max(op.flops(row.params), 1.0),
                             dispatch_s=t["dispatch_s"],
-                            penalty=raw.penalty))
+                            penalty=raw.penalty, run=row.run_id))
     return found
 
 
