@@ -19,7 +19,7 @@ def print_table(done: Refit, console: Console) -> None:
     for g in cal.groups:
         table.add_row(g.op, g.device, g.dtype, str(g.samples), str(g.sizes), g.form, f"{g.overhead:.3g}",
                       f"{g.work_low:.3g}..{g.work:.3g}" if g.curve and g.work_low else f"{g.work:.3g}",
-                      f"{g.weight:.0%}",
+                      f"{g.weight:.0%}" if g.form != "none" else "-",
                       f"{g.median_error_before:.1%}", f"{g.median_error_after:.1%}")
     console.print(table)
     if cal.history:
