@@ -244,6 +244,9 @@ def test_a_correction_from_one_run_counts_by_half_until_it_is_large_or_runs_conf
     assert fit("p", samples(1.1, 3), runs=3, fitted="now").factors("dot", "cpu", "float32").weight == 0.75
     large = fit("p", samples(3.0, 1), runs=1, fitted="now").factors("dot", "cpu", "float32")
     assert large.weight > 0.95
+    both = fit("p", samples(1.1, 3) + [dataclasses.replace(s, op="sum") for s in samples(1.1, 1)], runs=3,
+               fitted="now")
+    assert both.runs == 3 and [g.runs for g in both.groups] == [3, 1]  # each group's own, the file's all
     assert shrunk(1.1, 1.0, 0.5) == pytest.approx(1.1 ** 0.5)
     assert Factors(op="dot", device="cpu", dtype="float32", samples=1, sizes=1, overhead=1.0, work=1.0,
                    median_error_before=0, median_error_after=0).weight == 1.0  # files from before: all of it

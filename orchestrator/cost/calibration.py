@@ -363,8 +363,8 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
         works = [s.work_s for s in members if s.work_s > 0]
         model = _predict(members, 1.0, 1.0)
         full = _predict_form(members, fitted_on, form) if curve else _predict(members, overhead, work)
-        runs = len({s.run for s in members})
-        weight = shrink_weight(list(full / model), _sizes(members), runs) if form != "none" else 1.0
+        taught_by = len({s.run for s in members})
+        weight = shrink_weight(list(full / model), _sizes(members), taught_by) if form != "none" else 1.0
         after = shrunk(full, model, weight)
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
                              sizes=_sizes(members), form=form, curve=curve, work_low=low,
@@ -373,7 +373,7 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
                              median_error_after=round(statistics.median(
                                  abs(p - s.measured_s) / s.measured_s for p, s in zip(after, members, strict=True)), 4),
                              work_min_s=min(works) if works else None, work_max_s=max(works) if works else None,
-                             runs=runs, weight=weight))
+                             runs=taught_by, weight=weight))
     return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found, history=history or [])
 
 
