@@ -58,13 +58,9 @@ MIN_CV_SAMPLES = 2       # fewer: one factor for both terms, without cross-valid
 CV_FOLDS = 5
 CV_TIE = 1e-4            # mean Huber loss within which a simpler form wins
 CURVE_LOW, CURVE_HIGH = 1 / 30, 30.0  # the work factors a curve's ends may imply
-# How much of a group's correction predictions take (`Factors.weight`): at least R / (R + 1) of
-# it when R runs taught it, all of it as it grows large against SHRINK_NOISE (the error a
-# correction learnt at some sizes of one run makes at other sizes of another: noise, the run's
-# own state, each size's own quirks). Learnt from one run, the corrections of 81 replayed
-# held-out runs here were right by about half (least squares: 0.36-0.60 of each), and half of
-# each took the calibrated median error of all seven sets of runs down, 14 runs measured after
-# that among them (docs/benchmarks.md 2.15).
+# The error a correction learnt at some sizes of one run makes at other sizes of another (noise,
+# the run's own state, each size's quirks): corrections small against it count by R / (R + 1) of
+# themselves from R runs (`shrink_weight`; docs/benchmarks.md 2.15)
 SHRINK_NOISE = 0.3
 
 
