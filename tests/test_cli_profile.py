@@ -56,7 +56,8 @@ def test_quick_profile_matches_the_os_and_numpy(orch_home):
     assert data["gpus"] == []
     assert data["cpu"]["cores_logical"] == len(psutil.Process().cpu_affinity())
     assert data["cpu"]["memory_total_bytes"] == psutil.virtual_memory().total
-    assert elapsed < 60
+    # about 45-50 s on the quiet 2-core VM; 55-71 s in CI runs there with other work around it
+    assert elapsed < 90
     assert list((orch_home / "profiles").glob("*.yaml"))
     assert "saved" in result.stderr
 

@@ -93,13 +93,14 @@ def test_each_added_reference_is_read_where_the_others_leave_the_scale_to_a_tren
         runs = [(dtype, threads) for params, dtype, threads in bench_ops.references(name, "cpu", cores=2) if params is small]
         assert ("float32", None) in runs and ("float32", 1) in runs, name
         assert (("float64", None) in runs) == (name in bench_ops.FLOAT64_OPS), name
-        assert (("float64", 1) in runs) == (name in bench_ops.FLOAT64_OPS), name
+        assert (("float64", 1) in runs) == (name in bench_ops.ALIGNED_REFERENCE), name
 
 
 def test_float64_is_timed_on_one_thread_at_the_ops_unaligned_sizes_where_the_cpu_has_more_than_one():
-    """float64's own one-thread scale (cost/model.py, `float64_scales`): every float64 op's
-    unaligned CPU references once more on one thread, where there is more than one core; never
-    on a GPU nor a one-core CPU, and never at the aligned sizes (those fall back to the
+    """float64's own one-thread scale (cost/model.py, `float64_scales`): each LAPACK
+    factorisation's unaligned CPU references once more on one thread, where there is more than
+    one core (no other op ran faster on one thread at any reference in three profiles here);
+    never on a GPU nor a one-core CPU, and never at the aligned sizes (those fall back to the
     all-core float64 penalties)."""
     from orchestrator.cost.alignment import alignment
     from orchestrator.ops import get
@@ -107,7 +108,7 @@ def test_float64_is_timed_on_one_thread_at_the_ops_unaligned_sizes_where_the_cpu
     for name in bench_ops.CPU_REFERENCE:
         one64 = [params for params, dtype, threads in bench_ops.references(name, "cpu", cores=2)
                  if (dtype, threads) == ("float64", 1)]
-        if name in bench_ops.FLOAT64_OPS:
+        if name in bench_ops.ALIGNED_REFERENCE:
             assert one64 == bench_ops.CPU_REFERENCE[name], name
             assert all(alignment(get(name), params) == 0 for params in one64), name
         else:

@@ -136,15 +136,16 @@ FLOAT64_OPS = tuple(op for op in CPU_REFERENCE if not op.startswith("train_"))
 def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any], str, int | None]]:
     """(params, dtype, threads) of every reference run of `op` on a "cpu" of `cores` or a "gpu":
     threads None runs on all the cores, 1 on one (a CPU's float32 references again, where it
-    has more than one core: the planner runs a job on one thread where that is faster; and
-    float64's at the unaligned sizes, so a float64 job reads its own one-thread scale: svd of
-    1600 x 180 float64 took 9.7 ms on one thread here and 16 on both, where float32's one-thread
-    scale at float64's GEMM rate said 11.4 and sent it to both. +7 s to a quick profile)."""
+    has more than one core: the planner runs a job on one thread where that is faster; and a
+    LAPACK factorisation's float64 ones at the unaligned sizes, so a float64 job reads its own
+    one-thread scale: svd of 1600 x 180 float64 took 9.7 ms on one thread here and 16 on both,
+    where float32's one-thread scale at float64's GEMM rate said 11.4 and sent it to both. Of the
+    other ops none ran faster on one thread at any reference, in three profiles here)."""
     sizes = (GPU_REFERENCE if device == "gpu" else CPU_REFERENCE)[op]
     aligned = ALIGNED_REFERENCE.get(op, []) if device == "cpu" else []
     wide = ([*sizes, *aligned] if device == "cpu" else sizes[:2]) if op in FLOAT64_OPS else []
     single = [*sizes, *aligned] if device == "cpu" and cores > 1 else []
-    single64 = sizes if single and op in FLOAT64_OPS else []
+    single64 = sizes if single and op in ALIGNED_REFERENCE else []
     return ([(params, "float32", None) for params in [*sizes, *aligned]] + [(params, "float64", None) for params in wide]
             + [(params, "float32", 1) for params in single] + [(params, "float64", 1) for params in single64])
 
