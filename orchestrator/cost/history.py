@@ -51,19 +51,24 @@ DISTURBED_SPREAD = 0.25
 # distance is this long: the demo's matmul of 512 timed 5.9, 7.0 and 1.6 ms (it runs 0.19) and
 # became its size's history.
 DISTURBED_FEW_S = 1e-4
+# Nor is a job whose executions' MAD is under this, whatever their number: a 10-20 µs dot or
+# GEMM on a busy 2-core CI machine spread past DISTURBED_SPREAD by microseconds of jitter, and
+# had no history after a quiet-looking run.
+DISTURBED_MIN_S = 2e-5
 
 
 def learnable(row: JobRow) -> bool:
     """A recorded job both tiers learn from: ok, measured, placed, and not disturbed while it
-    ran: its executions within DISTURBED_SPREAD of each other (of fewer than OUTLIER_MIN_SAMPLES,
-    only where they differ by DISTURBED_FEW_S or more)."""
+    ran: its executions within DISTURBED_SPREAD of each other (judged only where their MAD is
+    DISTURBED_MIN_S or more; of fewer than OUTLIER_MIN_SAMPLES, DISTURBED_FEW_S or more)."""
     if not (row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)):
         return False
     times = [t for t in row.times_s or [] if t and t > 0]
     if len(times) < 3:
         return True
     middle, mad = _deviation(times)
-    return NORMAL_MAD * mad / middle <= DISTURBED_SPREAD or (len(times) < OUTLIER_MIN_SAMPLES and mad < DISTURBED_FEW_S)
+    return (NORMAL_MAD * mad / middle <= DISTURBED_SPREAD or mad < DISTURBED_MIN_S
+            or (len(times) < OUTLIER_MIN_SAMPLES and mad < DISTURBED_FEW_S))
 
 
 def _deviation(values: list[float]) -> tuple[float, float]:
