@@ -306,10 +306,7 @@ def _sizes(samples: list[Sample]) -> int:
     return len({round(math.log(s.flops), 3) for s in samples})
 
 
-def _errors(samples: list[Sample], overhead: float, work: float, weight: float = 1.0) -> list[float]:
-    predicted = _predict(samples, overhead, work)
-    if weight != 1.0:
-        predicted = shrunk(predicted, _predict(samples, 1.0, 1.0), weight)
+def _errors(predicted: Any, samples: list[Sample]) -> list[float]:
     return [abs(p - s.measured_s) / s.measured_s for p, s in zip(predicted, samples, strict=True)]
 
 
@@ -365,9 +362,8 @@ def fit(profile: str, samples: list[Sample], runs: int, fitted: str,
         found.append(Factors(op=op, device=device, dtype=dtype, samples=len(members),
                              sizes=_sizes(members), form=form, curve=curve, work_low=low,
                              overhead=round(overhead, 6), work=round(work, 6),
-                             median_error_before=round(statistics.median(_errors(members, 1.0, 1.0)), 4),
-                             median_error_after=round(statistics.median(
-                                 abs(p - s.measured_s) / s.measured_s for p, s in zip(after, members, strict=True)), 4),
+                             median_error_before=round(statistics.median(_errors(model, members)), 4),
+                             median_error_after=round(statistics.median(_errors(after, members)), 4),
                              work_min_s=min(works) if works else None, work_max_s=max(works) if works else None,
                              runs=taught_by, weight=weight))
     return Calibration(profile=profile, fitted=fitted, runs=runs, groups=found, history=history or [])
@@ -388,12 +384,12 @@ def summary_errors(samples: list[Sample], calibration: Calibration | None) -> di
     errors = []
     for s in samples:
         factors = calibration.factors(s.op, s.device, s.dtype) if calibration else None
-        curve = _curve_time(factors, s) if factors else None
-        if curve is not None:
-            curve = shrunk(curve, float(_predict([s], 1.0, 1.0)[0]), factors.weight)
-            errors.append(abs(curve - s.measured_s) / s.measured_s)
-            continue
-        errors += _errors([s], *((factors.overhead, factors.work_at(s.work_s)[0], factors.weight) if factors
-                                 else (1.0, 1.0)))
+        predicted = model = float(_predict([s], 1.0, 1.0)[0])
+        if factors is not None:
+            curve = _curve_time(factors, s)
+            corrected = curve if curve is not None else float(
+                _predict([s], factors.overhead, factors.work_at(s.work_s)[0])[0])
+            predicted = shrunk(corrected, model, factors.weight)
+        errors += _errors([predicted], [s])
     return {"jobs": len(errors), "median": statistics.median(errors) if errors else math.nan,
             "p90": float(np.percentile(errors, 90)) if errors else math.nan}

@@ -46,29 +46,27 @@ NORMAL_MAD = 1.4826  # a normal distribution's standard deviation over its media
 # that dtype at 3x its time. Of 4,553 recorded jobs on the 2-core VM, half spread under 0.04,
 # 98% under 0.23.
 DISTURBED_SPREAD = 0.25
-# Of fewer than OUTLIER_MIN_SAMPLES executions the MAD is the nearer one's distance: a 10 µs user
-# op's jitter read as disturbed and never got history. Such a job is judged only where that
-# distance is this long: the demo's matmul of 512 timed 5.9, 7.0 and 1.6 ms (it runs 0.19) and
-# became its size's history.
-DISTURBED_FEW_S = 1e-4
-# Nor is a job whose executions' MAD is under this, whatever their number: a 10-20 µs dot or
-# GEMM on a busy 2-core CI machine spread past DISTURBED_SPREAD by microseconds of jitter, and
-# had no history after a quiet-looking run.
-DISTURBED_MIN_S = 2e-5
+# A job is judged disturbed only where its executions' MAD is at least this long, which
+# depends on how many there are. Of fewer than OUTLIER_MIN_SAMPLES the MAD is the nearer one's
+# distance: a 10 µs user op's jitter read as disturbed and never got history, while the demo's
+# matmul of 512 timed 5.9, 7.0 and 1.6 ms (it runs 0.19) and became its size's history (100 µs).
+# Of more, a 10-20 µs dot or GEMM on a busy 2-core CI machine spread past DISTURBED_SPREAD by
+# microseconds of jitter, and had no history after a quiet-looking run (20 µs).
+DISTURBED_MAD_S = {"few": 1e-4, "many": 2e-5}
 
 
 def learnable(row: JobRow) -> bool:
     """A recorded job both tiers learn from: ok, measured, placed, and not disturbed while it
     ran: its executions within DISTURBED_SPREAD of each other (judged only where their MAD is
-    DISTURBED_MIN_S or more; of fewer than OUTLIER_MIN_SAMPLES, DISTURBED_FEW_S or more)."""
+    DISTURBED_MAD_S or more)."""
     if not (row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)):
         return False
     times = [t for t in row.times_s or [] if t and t > 0]
     if len(times) < 3:
         return True
     middle, mad = _deviation(times)
-    return (NORMAL_MAD * mad / middle <= DISTURBED_SPREAD or mad < DISTURBED_MIN_S
-            or (len(times) < OUTLIER_MIN_SAMPLES and mad < DISTURBED_FEW_S))
+    floor = DISTURBED_MAD_S["few" if len(times) < OUTLIER_MIN_SAMPLES else "many"]
+    return mad < floor or NORMAL_MAD * mad / middle <= DISTURBED_SPREAD
 
 
 def _deviation(values: list[float]) -> tuple[float, float]:

@@ -361,17 +361,16 @@ def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, floa
     curve = factors.time_at(flops) if placement.devices == 1 else None  # the curve's sizes ran on one device
     if curve is not None:
         curve *= penalty  # the curve has it divided out
-        scale = learned.shrunk(curve, combine(terms), factors.weight) / combine(terms)
-        return {name: value * scale for name, value in terms.items()}, "fit"
-    work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))
-    if not reaches:
-        return terms, "model"
-    fitted = learned.apply(terms, factors, work)
-    peak = max(device.theoretical_peak_flops.values(), default=0.0)
-    floor = flops / share / peak if peak else 0.0
-    fitted["compute_s"] = max(fitted["compute_s"], floor)  # no faster than the device can go
-    if factors.weight != 1.0:  # the share of the correction it takes (calibration.shrink_weight)
-        corrected, model = combine(fitted), combine(terms)
-        fitted = {name: value * learned.shrunk(corrected, model, factors.weight) / corrected
-                  for name, value in fitted.items()}
-    return fitted, "fit"
+        fitted = {name: value * curve / combine(terms) for name, value in terms.items()}
+    else:
+        work, reaches = factors.work_at(max(terms["compute_s"], terms["memory_s"]))
+        if not reaches:
+            return terms, "model"
+        fitted = learned.apply(terms, factors, work)
+        peak = max(device.theoretical_peak_flops.values(), default=0.0)
+        floor = flops / share / peak if peak else 0.0
+        fitted["compute_s"] = max(fitted["compute_s"], floor)  # no faster than the device can go
+    # the share of the correction it takes (calibration.shrink_weight)
+    corrected = combine(fitted)
+    scale = learned.shrunk(corrected, combine(terms), factors.weight) / corrected
+    return {name: value * scale for name, value in fitted.items()}, "fit"
