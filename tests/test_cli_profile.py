@@ -38,13 +38,16 @@ def _within(measured: float, reference: float, rel: float) -> bool:
     return abs(measured - reference) <= rel * reference
 
 
-def test_quick_profile_matches_the_os_and_numpy(orch_home):
+def test_quick_profile_matches_the_os_and_numpy(first_plan):
+    """The quick profile that a first `orch plan` made (the session's; `orch profile --quick`
+    runs the same measurement) against the OS and a direct NumPy measurement."""
+    assert "saved" in first_plan.result.stderr
+    # about 45-50 s on the quiet 2-core VM; 55-71 s in CI runs there with other work around it
+    assert first_plan.elapsed_s < 90
+    result = orch("profile", "show", str(first_plan.profile), "--format", "json")
     # Two timings on a shared 2-core VM can disagree when a neighbour is busy: the pair is
-    # measured again once before the comparison counts as failed.
+    # measured again, with a fresh `orch profile --quick`, before the comparison counts as failed.
     for attempt in range(2):
-        started = time.perf_counter()
-        result = orch("profile", "--quick", "--format", "json")
-        elapsed = time.perf_counter() - started
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)
         flops, bandwidth = _numpy_fp32_peak(), _numpy_copy_bandwidth()
@@ -52,14 +55,11 @@ def test_quick_profile_matches_the_os_and_numpy(orch_home):
                  and _within(data["cpu"]["memory_bandwidth"], bandwidth, 0.25))
         if close:
             break
+        result = orch("profile", "--quick", "--format", "json", timeout=300)
     assert close, (data["cpu"]["peak_flops"]["float32"], flops, data["cpu"]["memory_bandwidth"], bandwidth)
     assert data["gpus"] == []
     assert data["cpu"]["cores_logical"] == len(psutil.Process().cpu_affinity())
     assert data["cpu"]["memory_total_bytes"] == psutil.virtual_memory().total
-    # about 45-50 s on the quiet 2-core VM; 55-71 s in CI runs there with other work around it
-    assert elapsed < 90
-    assert list((orch_home / "profiles").glob("*.yaml"))
-    assert "saved" in result.stderr
 
 
 def test_profile_show_bundled_h100_json_golden():

@@ -12,6 +12,8 @@ import time
 import psutil
 import pytest
 
+from orchestrator.hardware import profiler
+from orchestrator.profile import store
 from tests import clusters
 from tests.cli import orch
 
@@ -72,15 +74,16 @@ def test_embedded_gpu2_runs_each_job_as_a_gang_and_survives_a_killed_rank(tmp_pa
     assert _left_behind(env["ORCH_HOME"]) == []
 
 
-def test_a_plan_on_stand_ins_offers_gpu_placements(tmp_path):
+def test_a_plan_on_stand_ins_offers_gpu_placements(tmp_path, tiny_plans):
+    """A profile measured with ORCH_FAKE_GPUS=2 (toy sizes: a quick one takes a minute here)
+    has two stand-in GPUs, and plan places gangs on them."""
     workload = tmp_path / "w.yaml"
     workload.write_text(GANG_JOBS)
-    home = str(tmp_path / "home")
-    profiled = orch("profile", "--quick", "--output", str(tmp_path / "p.yaml"),
-                    env={"ORCH_FAKE_GPUS": "2", "ORCH_HOME": home}, timeout=300)
-    assert profiled.returncode == 0, profiled.stderr
+    measured = profiler.profile_machine(quick=True, env={"ORCH_FAKE_GPUS": "2"})
+    assert [gpu.stand_in for gpu in measured.gpus] == [True, True]
+    store.save(measured, tmp_path / "p.yaml")
     plan = orch("plan", str(workload), "--profile", str(tmp_path / "p.yaml"), "--placement", "gpu:2", "-f", "json",
-                env={"ORCH_HOME": home})
+                env={"ORCH_HOME": str(tmp_path / "home")})
     assert plan.returncode == 0, plan.stderr
     assert all(job["placement"] == "gpu:2" for job in json.loads(plan.stdout)["jobs"]), plan.stdout
 

@@ -191,12 +191,13 @@ def test_golden_plan_figures_by_hand():
     assert [c["feasible"] for c in jobs["python-loop-dot"]["candidates"]] == [True, False]
 
 
-def test_plan_without_profile_profiles_quickly_first(orch_home, monkeypatch):
-    result = orch("plan", "workloads/demo.yaml", "--format", "json", timeout=180)
-    assert result.returncode == 0, result.stderr
-    assert "profiling quickly first" in result.stderr
-    assert list((orch_home / "profiles").glob("*.yaml"))
-    again = orch("plan", "workloads/demo.yaml", "--format", "json")
+def test_plan_without_profile_profiles_quickly_first(first_plan):
+    """The session's first plan ran on a fresh ORCH_HOME (conftest.first_plan)."""
+    assert "profiling quickly first" in first_plan.result.stderr
+    assert json.loads(first_plan.result.stdout)["jobs"]
+    assert list((first_plan.home / "profiles").glob("*.yaml"))
+    again = orch("plan", "workloads/demo.yaml", "--format", "json", env={"ORCH_HOME": str(first_plan.home)})
+    assert again.returncode == 0, again.stderr
     assert "profiling" not in again.stderr
 
 

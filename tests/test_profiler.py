@@ -8,17 +8,6 @@ from orchestrator.profile import store
 from tests.fakes.nvml import scenario
 
 
-@pytest.fixture
-def tiny_plans(monkeypatch):
-    """Microbenchmarks at toy sizes so a whole profile runs in about a second."""
-    monkeypatch.setattr(bench_cpu.CpuBenchPlan, "for_machine",
-                        classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 2000)))
-    monkeypatch.setattr(bench_gpu.GpuBenchPlan, "create",
-                        classmethod(lambda cls, **_: cls((16, 32), 0.005, 4 << 20, 4 << 20)))
-    monkeypatch.setattr(bench_ops, "CPU_REFERENCE", {"solve": [{"n": 32, "nrhs": 1}, {"n": 64, "nrhs": 1}],
-                                                     "fft": [{"n": 1024}]})
-
-
 def test_discovery_only_with_fake_gpus():
     result = profiler.profile_machine(nvml=scenario("one_failing_gpu"), env={}, benchmark=False)
     assert [g.available for g in result.gpus] == [True, False, True]
