@@ -4,6 +4,7 @@ of the same dtype, and `model` again for a dtype never run and for sizes far out
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -98,3 +99,52 @@ def test_history_drops_outliers_and_needs_three_executions():
     assert set(by_n) == {8, 10}  # n=9: two executions are not enough
     assert by_n[8].centre_s == pytest.approx(1.005) and by_n[8].samples == 4 and by_n[8].dropped == 1
     assert by_n[10].centre_s == pytest.approx(1.05) and by_n[10].dropped == 0  # of three, none is dropped
+
+
+def test_a_jobs_history_on_one_thread_count_sets_it_against_the_other():
+    """On this VM's MKL qr of 2048 x 256 float64 took 33 ms on both cores and 21 on one, where
+    the references' shapes run as fast or faster on both: the model chose both cores and, once
+    the job had history there, went on choosing them (its history answered for either thread
+    count). Each count now has its own history; a job recorded on one is set against the other's
+    prediction (without the fit tier's factors, learnt on the counts the runs chose), tries the
+    other where that is faster, and keeps the faster once both are recorded."""
+    from orchestrator.cost.calibration import Calibration
+    from orchestrator.cost.history import history_from
+    from orchestrator.cost.model import predict
+    from orchestrator.plan.hardware import hardware_for
+    from orchestrator.plan.planner import candidates
+    from orchestrator.profile import store
+    from orchestrator.results.rows import JobRow
+    from orchestrator.workload.model import Job
+    from tests.test_alignment import ROOT
+
+    node = store.resolve(str(ROOT / "docs/data/profile-vm-20261128-threads.yaml"))  # one-thread references
+    bare = hardware_for(node, calibrated=False)
+    cpu = candidates(bare)[0]
+    params = {"m": 2048, "n": 256}
+    job = Job("q", "qr", params, "float64")
+    wide, one = predict(job, cpu, bare, threads=0), predict(job, cpu, bare, threads=1)
+    assert predict(job, cpu, bare).threads is None and one.threads == 1 and wide.predicted_s < one.predicted_s
+
+    def learnt(*ran: tuple[int, float]) -> object:
+        rows = [JobRow("r", f"q{i}", "qr", params, "ok", placement="cpu", dtype="float64", data="host",
+                       measured_s=seconds, times_s=[seconds] * 3, detail={"threads": threads})
+                for i, (threads, seconds) in enumerate(ran)]
+        history = history_from(rows)
+        assert sorted(m.threads or 0 for m in history) == sorted(1 if t == 1 else 0 for t, _ in ran)
+        factors = Factors(op="qr", device="cpu", dtype="float64", samples=3, sizes=3, overhead=3.0, work=3.0,
+                          median_error_before=0.5, median_error_after=0.0)
+        return dataclasses.replace(bare, calibration=Calibration(profile=node.name, fitted="now", runs=1,
+                                                                 groups=[factors], history=history))
+
+    slow_wide = learnt((2, 2 * one.predicted_s))  # both cores ran it twice as long as one is predicted
+    tried = predict(job, cpu, slow_wide)
+    assert tried.threads == 1 and tried.basis == "model"  # not the factors' 3x: they were not learnt there
+    assert tried.predicted_s == pytest.approx(one.predicted_s)
+    assert predict(job, cpu, slow_wide, threads=0).basis == "history"  # a recorded run's own count
+    assert predict(job, cpu, slow_wide, threads=1).basis == "fit"
+    both = learnt((2, 0.033), (1, 0.021))
+    kept = predict(job, cpu, both)
+    assert (kept.threads, kept.basis, kept.predicted_s) == (1, "history", pytest.approx(0.021))
+    fast_wide = learnt((2, 0.5 * one.predicted_s), (1, one.predicted_s))
+    assert predict(job, cpu, fast_wide).threads is None

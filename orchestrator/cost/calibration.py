@@ -129,15 +129,20 @@ class Calibration(BaseModel):
 
     def model_post_init(self, context: Any) -> None:
         self._index = {(g.op, g.device, g.dtype): g for g in self.groups}
-        self._measured = {history_key(m.op, m.placement, m.dtype, m.data, m.params): m for m in self.history}
+        self._measured = {history_key(m.op, m.placement, m.dtype, m.data, m.params, m.threads == 1): m
+                          for m in self.history}
 
     def factors(self, op: str, device: str, dtype: str) -> Factors | None:
         """This dtype's own factors (a hand-written group for every dtype, "*", where there is
         one), else none: a dtype is never learnt from another's runs."""
         return self._index.get((op, device, dtype)) or self._index.get((op, device, ANY_DTYPE))
 
-    def measured(self, op: str, placement: str, dtype: str, data: str, params: dict[str, Any]) -> Measured | None:
-        return self._measured.get(history_key(op, placement, dtype, data, params))
+    def measured(self, op: str, placement: str, dtype: str, data: str, params: dict[str, Any],
+                 one_thread: bool | None = None) -> Measured | None:
+        """This size's history on one thread (True), on more (False), or either (None: the job
+        has no choice of thread count), more threads' first."""
+        ones = (False, True) if one_thread is None else (one_thread,)
+        return next(filter(None, (self._measured.get(history_key(op, placement, dtype, data, params, one)) for one in ones)), None)
 
 
 @dataclass(frozen=True)

@@ -33,10 +33,17 @@ class Measured(BaseModel):
     samples: int                   # executions kept
     dropped: int = 0               # outliers left out
     spread: float = 0.0            # MAD / centre of those kept
+    # 1: it ran on one thread of the CPU (the plan's choice where the CPU has more, or a one-core
+    # CPU's every job); None: on more, or where no count was recorded (files from before)
+    threads: int | None = None
 
 
-def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str, Any]) -> tuple[str, ...]:
-    return (op, placement, dtype, data, json.dumps(params, sort_keys=True))
+def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str, Any],
+                one_thread: bool = False) -> tuple[str, ...]:
+    """A job's size on a placement, run on one thread or on more (a job's two thread counts are
+    two histories: on this VM's MKL qr of 2048 x 256 float64 took 33 ms on both cores and 21 on
+    one, docs/benchmarks.md 2.16)."""
+    return (op, placement, dtype, data, json.dumps(params, sort_keys=True), "1" if one_thread else "")
 
 
 NORMAL_MAD = 1.4826  # a normal distribution's standard deviation over its median absolute deviation
@@ -82,17 +89,22 @@ def history_from(rows: list[JobRow]) -> list[Measured]:
     pooled: dict[tuple[str, ...], tuple[JobRow, list[float]]] = {}
     for row in filter(learnable, rows):
         dtype, data = row.dtype or "float32", row.data or "host"
-        key = history_key(row.op, row.placement, dtype, data, row.params)
+        key = history_key(row.op, row.placement, dtype, data, row.params, _one_thread(row))
         times = [t for t in (row.times_s or [row.measured_s]) if t and t > 0]
         pooled.setdefault(key, (row, []))[1].extend(times)
     found = []
-    for (op, placement, dtype, data, _), (row, times) in pooled.items():
+    for (op, placement, dtype, data, _, one), (row, times) in pooled.items():
         kept, centre, spread = robust_centre(times)
         if len(kept) >= MIN_HISTORY_SAMPLES:
             found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row.params,
                                   centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
-                                  spread=round(spread, 4)))
+                                  spread=round(spread, 4), threads=1 if one else None))
     return found
+
+
+def _one_thread(row: JobRow) -> bool:
+    """Whether a recorded job ran on one thread of a CPU (not a GPU's, nor a gang's)."""
+    return row.placement == "cpu" and row.detail.get("threads") == 1
 
 
 def robust_centre(values: list[float]) -> tuple[list[float], float, float]:

@@ -261,8 +261,28 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     """Predicted seconds of one execution of `job` on `placement` (the contract's measured_s).
     `scaled=False` leaves out the op's measured scale (how the scale itself is derived);
     `calibrated=False` the factors learned from recorded runs (how those are fitted). A CPU job
-    runs on one thread where its op's one-thread references say that is faster
-    (`Prediction.threads`); `threads` 1 or another count asks for that one (a recorded run's)."""
+    runs on one thread where its op's one-thread references say that is faster, or where its
+    history at this size says so (`Prediction.threads`); `threads` 1 or another count asks for
+    that one (a recorded run's; 0: the cores it is given).
+
+    The references cannot see every shape: on this VM's MKL qr, svd and lstsq of m 2000-3000
+    and n <= 250 ran 1.5-6x slower on both cores than on one, where the references' shapes ran
+    as fast or faster on both (docs/benchmarks.md 2.16). A job recorded at its size on one
+    thread count is set against the other's prediction, so that the next plan tries the other
+    where it is predicted faster, and keeps the faster once both are recorded."""
+    chosen = _predicted(job, placement, hw, scaled, calibrated, threads)
+    if (threads is None and chosen.feasible and calibrated and hw.calibration and placement.device == "cpu"
+            and hw.calibration.measured(job.op, str(placement), job.dtype, job.data, job.params) is not None):
+        # the other count from its own history, else the model: the fit tier's factors were
+        # learnt on the thread counts the runs chose, and say nothing of the other here
+        other = _predicted(job, placement, hw, scaled, calibrated, 0 if chosen.threads == 1 else 1, fit=False)
+        if other.feasible and other.threads != chosen.threads and other.predicted_s < chosen.predicted_s:
+            return other
+    return chosen
+
+
+def _predicted(job: Job, placement: Placement, hw: Hardware, scaled: bool, calibrated: bool,
+               threads: int | None, fit: bool = True) -> Prediction:
     problem = feasibility(job, placement, hw)
     if problem:
         return _infeasible(placement, problem)
@@ -273,7 +293,7 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     split = op.split is not Split.NONE and placement.devices > 1
     share = placement.devices if split else 1
 
-    terms, one_thread, penalty = dict.fromkeys(TERMS, 0.0), False, 1.0
+    terms, one_thread, penalty, single = dict.fromkeys(TERMS, 0.0), False, 1.0, 0.0
     serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped
@@ -320,8 +340,10 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         link = comms.link_of(placement, hw.network, hw.gpus[0] if hw.gpus else None, hw.node.cpu)
         terms["communication_s"] = comms.communication_s(op, p, itemsize, placement, link)
 
-    terms, basis = (_learned(job, placement, hw, terms, device, share, penalty) if calibrated and hw.calibration
-                    else (terms, "model"))
+    # a job that may run on one thread or on more has a history for each (None: it has no choice)
+    threads_run = one_thread if single else None
+    terms, basis = (_learned(job, placement, hw, terms, device, share, penalty, threads_run, fit)
+                    if calibrated and hw.calibration else (terms, "model"))
     predicted = combine(terms)
     prediction = Prediction(placement, True, predicted, bound_of(terms), terms=terms, basis=basis,
                             threads=1 if one_thread else None, penalty=penalty)
@@ -345,16 +367,16 @@ def _one_thread_scale(hw: Hardware, op: str, placement: Placement, work_s: float
 
 
 def _learned(job: Job, placement: Placement, hw: Hardware, terms: dict[str, float], device: rates.Device,
-             share: int, penalty: float) -> tuple[dict[str, float], str]:
+             share: int, penalty: float, one_thread: bool | None, fit: bool = True) -> tuple[dict[str, float], str]:
     """The terms as the tiers above the model answer (calibration.py): recorded runs at this
     very size (history), else the op's factors on this device and dtype where they still reach
     this much work (fit), never faster than the device's roofline; else the model's."""
     assert hw.calibration is not None
-    measured = hw.calibration.measured(job.op, str(placement), job.dtype, job.data, job.params)
+    measured = hw.calibration.measured(job.op, str(placement), job.dtype, job.data, job.params, one_thread)
     if measured is not None:
         scale = measured.centre_s / combine(terms)
         return {name: value * scale for name, value in terms.items()}, "history"
-    factors = hw.calibration.factors(job.op, placement.device, job.dtype)
+    factors = hw.calibration.factors(job.op, placement.device, job.dtype) if fit else None
     if factors is None:
         return terms, "model"
     flops = get_op(job.op).flops(job.params)

@@ -257,12 +257,14 @@ class ResultStore:
 
     def jobs_for_profile(self, profile: str, per_job: int = LEARN_PER_JOB) -> tuple[list[JobRow], int]:
         """The jobs of the runs made with `profile` to learn from (not --no-learn), at most the
-        newest `per_job` measurements of each distinct job (op, sizes, dtype, data, placement),
-        oldest first; and how many runs that is. A sweep run again and again adds no more than
-        that: the refit after a run stays as fast as the history is varied, not as long as it is."""
+        newest `per_job` measurements of each distinct job (op, sizes, dtype, data, placement, thread
+        count: each keeps its history), oldest first; and how many runs that is. A sweep run again
+        and again adds no more than that: the refit after a run stays as fast as the history is
+        varied, not as long as it is."""
         rows = self._db.execute(
             "SELECT * FROM (SELECT j.*, r.started AS run_started, ROW_NUMBER() OVER (PARTITION BY j.op, j.params, "
-            "j.dtype, j.data, j.placement ORDER BY r.started DESC, j.run_id DESC, j.position DESC) AS newest "
+            "j.dtype, j.data, j.placement, json_extract(j.detail, '$.threads') "
+            "ORDER BY r.started DESC, j.run_id DESC, j.position DESC) AS newest "
             "FROM jobs j JOIN runs r ON r.run_id = j.run_id WHERE r.profile = ? AND r.learn = 1 AND j.status = 'ok') "
             "WHERE newest <= ? ORDER BY run_started, run_id, position", (profile, per_job)).fetchall()
         runs = self._db.execute("SELECT COUNT(*) FROM runs WHERE profile = ? AND learn = 1", (profile,)).fetchone()[0]
