@@ -129,8 +129,7 @@ class Calibration(BaseModel):
 
     def model_post_init(self, context: Any) -> None:
         self._index = {(g.op, g.device, g.dtype): g for g in self.groups}
-        self._measured = {history_key(m.op, m.placement, m.dtype, m.data, m.params, m.threads == 1): m
-                          for m in self.history}
+        self._measured = {history_key(m.op, m.placement, m.dtype, m.data, m.params, m.threads): m for m in self.history}
 
     def factors(self, op: str, device: str, dtype: str) -> Factors | None:
         """This dtype's own factors (a hand-written group for every dtype, "*", where there is
@@ -140,9 +139,9 @@ class Calibration(BaseModel):
     def measured(self, op: str, placement: str, dtype: str, data: str, params: dict[str, Any],
                  one_thread: bool | None = None) -> Measured | None:
         """This size's history on one thread (True), on more (False), or either (None: the job
-        has no choice of thread count), more threads' first."""
-        ones = (False, True) if one_thread is None else (one_thread,)
-        return next(filter(None, (self._measured.get(history_key(op, placement, dtype, data, params, one)) for one in ones)), None)
+        has no choice of thread count); one whose count was not recorded answers for either."""
+        counts = {True: (1, None), False: (2, None), None: (2, 1, None)}[one_thread]
+        return next(filter(None, (self._measured.get(history_key(op, placement, dtype, data, params, n)) for n in counts)), None)
 
 
 @dataclass(frozen=True)

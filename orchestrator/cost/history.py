@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,17 +33,18 @@ class Measured(BaseModel):
     samples: int                   # executions kept
     dropped: int = 0               # outliers left out
     spread: float = 0.0            # MAD / centre of those kept
-    # 1: it ran on one thread of the CPU (the plan's choice where the CPU has more, or a one-core
-    # CPU's every job); None: on more, or where no count was recorded (files from before)
+    # the threads it ran on, on one CPU (1 where the plan chose one thread, or on a one-core CPU);
+    # None on a GPU, across nodes, or where files from before recorded none
     threads: int | None = None
 
 
 def history_key(op: str, placement: str, dtype: str, data: str, params: dict[str, Any],
-                one_thread: bool = False) -> tuple[str, ...]:
-    """A job's size on a placement, run on one thread or on more (a job's two thread counts are
-    two histories: on this VM's MKL qr of 2048 x 256 float64 took 33 ms on both cores and 21 on
-    one, docs/benchmarks.md 2.16)."""
-    return (op, placement, dtype, data, json.dumps(params, sort_keys=True), "1" if one_thread else "")
+                threads: int | None = None) -> tuple[str, ...]:
+    """A job's size on a placement, on one thread ("1") or on more ("n"; "" where no count was
+    recorded): a job's two thread counts are two histories (on this VM's MKL qr of 2048 x 256
+    float64 took 33 ms on both cores and 21 on one, docs/benchmarks.md 2.16)."""
+    count = "" if not threads else "1" if threads == 1 else "n"
+    return (op, placement, dtype, data, json.dumps(params, sort_keys=True), count)
 
 
 NORMAL_MAD = 1.4826  # a normal distribution's standard deviation over its median absolute deviation
@@ -89,22 +90,49 @@ def history_from(rows: list[JobRow]) -> list[Measured]:
     pooled: dict[tuple[str, ...], tuple[JobRow, list[float]]] = {}
     for row in filter(learnable, rows):
         dtype, data = row.dtype or "float32", row.data or "host"
-        key = history_key(row.op, row.placement, dtype, data, row.params, _one_thread(row))
+        key = history_key(row.op, row.placement, dtype, data, row.params, _threads(row))
         times = [t for t in (row.times_s or [row.measured_s]) if t and t > 0]
         pooled.setdefault(key, (row, []))[1].extend(times)
     found = []
-    for (op, placement, dtype, data, _, one), (row, times) in pooled.items():
+    for (op, placement, dtype, data, _, _), (row, times) in pooled.items():
         kept, centre, spread = robust_centre(times)
         if len(kept) >= MIN_HISTORY_SAMPLES:
             found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row.params,
                                   centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
-                                  spread=round(spread, 4), threads=1 if one else None))
+                                  spread=round(spread, 4), threads=_threads(row)))
     return found
 
 
-def _one_thread(row: JobRow) -> bool:
-    """Whether a recorded job ran on one thread of a CPU (not a GPU's, nor a gang's)."""
-    return row.placement == "cpu" and row.detail.get("threads") == 1
+def _threads(row: JobRow) -> int | None:
+    """The threads a recorded job ran on, on one CPU (None on a GPU or across nodes)."""
+    threads = row.detail.get("threads") if row.placement == "cpu" else None
+    return threads if isinstance(threads, int) and threads > 0 else None
+
+
+class _Predicted(Protocol):
+    basis: str
+    predicted_s: float
+
+
+P = TypeVar("P", bound=_Predicted)
+
+# A job recorded on one thread count tries the other where its history is this much longer than
+# the other's prediction: noise is 5-15% at the median job and a tiny job's overheads can read 1.6x
+# on either count; qr, svd and lstsq of m 2000-3000, n <= 250 ran 1.5-6x slower on both cores
+# than on one at 4-40 ms, where the references' shapes run as fast on both (benchmarks.md 2.16).
+EXPLORE_RATIO, EXPLORE_MIN_S = 1.4, 2e-3
+
+
+def by_history(chosen: P, other: P) -> P:
+    """Of a job's predictions on its two thread counts (cost/model.py, `predict`): the faster
+    where both are recorded; else the recorded one, unless its history is EXPLORE_RATIO and
+    EXPLORE_MIN_S longer than the other's prediction."""
+    if chosen.basis == other.basis == "history":
+        return min(chosen, other, key=lambda p: p.predicted_s)
+    recorded, untried = (chosen, other) if chosen.basis == "history" else (other, chosen)
+    explore = (recorded.predicted_s >= EXPLORE_RATIO * untried.predicted_s
+               and recorded.predicted_s - untried.predicted_s >= EXPLORE_MIN_S)
+    return untried if explore else recorded
 
 
 def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
@@ -123,4 +151,4 @@ def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
     return kept, centre, deviation / centre
 
 
-__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "history_from", "history_key", "learnable", "robust_centre"]
+__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "by_history", "history_from", "history_key", "learnable", "robust_centre"]

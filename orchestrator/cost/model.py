@@ -20,6 +20,7 @@ from orchestrator.cost import calibration as learned
 from orchestrator.cost import comms, rates
 from orchestrator.cost.alignment import classes, faded, measured_at, measured_penalties, split_references
 from orchestrator.cost.feasibility import feasibility, per_device
+from orchestrator.cost.history import by_history
 from orchestrator.ops import ITEMSIZE, Rate, Split
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -262,22 +263,15 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     `scaled=False` leaves out the op's measured scale (how the scale itself is derived);
     `calibrated=False` the factors learned from recorded runs (how those are fitted). A CPU job
     runs on one thread where its op's one-thread references say that is faster, or where its
-    history at this size says so (`Prediction.threads`); `threads` 1 or another count asks for
-    that one (a recorded run's; 0: the cores it is given).
-
-    The references cannot see every shape: on this VM's MKL qr, svd and lstsq of m 2000-3000
-    and n <= 250 ran 1.5-6x slower on both cores than on one, where the references' shapes ran
-    as fast or faster on both (docs/benchmarks.md 2.16). A job recorded at its size on one
-    thread count is set against the other's prediction, so that the next plan tries the other
-    where it is predicted faster, and keeps the faster once both are recorded."""
+    history at this size says so (`history.by_history`: the references cannot see every shape); `threads`
+    1 or another count asks for that one (a recorded run's; 0: the cores it is given)."""
     chosen = _predicted(job, placement, hw, scaled, calibrated, threads)
     if (threads is None and chosen.feasible and calibrated and hw.calibration and placement.device == "cpu"
             and hw.calibration.measured(job.op, str(placement), job.dtype, job.data, job.params) is not None):
-        # the other count from its own history, else the model: the fit tier's factors were
-        # learnt on the thread counts the runs chose, and say nothing of the other here
+        # the other count from its own history, else the model (the fit tier learnt the counts run)
         other = _predicted(job, placement, hw, scaled, calibrated, 0 if chosen.threads == 1 else 1, fit=False)
-        if other.feasible and other.threads != chosen.threads and other.predicted_s < chosen.predicted_s:
-            return other
+        if other.feasible and other.threads != chosen.threads:
+            return by_history(chosen, other)
     return chosen
 
 
