@@ -143,6 +143,7 @@ def test_a_jobs_history_on_one_thread_count_sets_it_against_the_other():
     slow_wide = learnt((2, 2 * one.predicted_s))  # both cores ran it twice as long as one is predicted
     tried = predict(job, cpu, slow_wide)
     assert tried.threads == 1 and tried.basis == "model"  # not the factors' 3x: they were not learnt there
+    assert tried.note.startswith("trying one thread: all its cores took")  # the plan says why
     assert tried.predicted_s == pytest.approx(one.predicted_s)
     assert predict(job, cpu, slow_wide, threads=0).basis == "history"  # a recorded run's own count
     assert predict(job, cpu, slow_wide, threads=1).basis == "fit"

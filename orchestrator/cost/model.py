@@ -271,7 +271,12 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         # the other count from its own history, else the model (the fit tier learnt the counts run)
         other = _predicted(job, placement, hw, scaled, calibrated, 0 if chosen.threads == 1 else 1, fit=False)
         if other.feasible and other.threads != chosen.threads:
-            return by_history(chosen, other)
+            picked = by_history(chosen, other)
+            if picked.basis != "history":
+                left = other if picked is chosen else chosen  # the recorded count
+                on = ("one thread", "all its cores")[::1 if picked.threads == 1 else -1]
+                picked.note = f"trying {on[0]}: {on[1]} took {left.predicted_s * 1e3:.3g} ms"
+            return picked
     return chosen
 
 

@@ -82,7 +82,7 @@ def warmups(job: Job, prediction: Prediction) -> int:
 
 
 def _reason(chosen: Prediction, runner_up: Prediction | None, infeasible: list[Prediction], objective: str) -> str:
-    head = f"{chosen.bound}-bound"
+    head = f"{chosen.bound}-bound" + (f" ({chosen.note})" if chosen.feasible and chosen.note else "")
     if runner_up is None:
         if infeasible:
             other = infeasible[0]
