@@ -140,7 +140,8 @@ class Calibration(BaseModel):
                  one_thread: bool | None = None) -> Measured | None:
         """This size's history on one thread (True), on more (False), or either (None: the job
         has no choice of thread count); one whose count was not recorded answers for either."""
-        counts = {True: (1, None), False: (2, None), None: (2, 1, None)}[one_thread]
+        more = 2  # any count over one: history_key keeps them as one
+        counts = {True: (1, None), False: (more, None), None: (more, 1, None)}[one_thread]
         return next(filter(None, (self._measured.get(history_key(op, placement, dtype, data, params, n)) for n in counts)), None)
 
 

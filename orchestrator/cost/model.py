@@ -263,8 +263,9 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
     `scaled=False` leaves out the op's measured scale (how the scale itself is derived);
     `calibrated=False` the factors learned from recorded runs (how those are fitted). A CPU job
     runs on one thread where its op's one-thread references say that is faster, or where its
-    history at this size says so (`history.by_history`: the references cannot see every shape); `threads`
-    1 or another count asks for that one (a recorded run's; 0: the cores it is given)."""
+    history at this size says so (`history.by_history`: the references cannot see every
+    shape); `threads` 1 or another count asks for that one (a recorded run's; 0: the cores it
+    is given)."""
     chosen = _predicted(job, placement, hw, scaled, calibrated, threads)
     if (threads is None and chosen.feasible and calibrated and hw.calibration and placement.device == "cpu"
             and hw.calibration.measured(job.op, str(placement), job.dtype, job.data, job.params) is not None):
