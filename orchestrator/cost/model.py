@@ -274,9 +274,9 @@ def predict(job: Job, placement: Placement, hw: Hardware, scaled: bool = True, c
         if other.feasible and other.threads != chosen.threads:
             picked = by_history(chosen, other)
             if picked.basis != "history":
-                left = other if picked is chosen else chosen  # the recorded count
-                on = ("one thread", "all its cores")[::1 if picked.threads == 1 else -1]
-                picked.note = f"trying {on[0]}: {on[1]} took {left.predicted_s * 1e3:.3g} ms"
+                recorded = other if picked is chosen else chosen
+                tried, ran = ("one thread", "all its cores") if picked.threads == 1 else ("all its cores", "one thread")
+                picked.note = f"trying {tried}: {ran} took {recorded.predicted_s * 1e3:.3g} ms"
             return picked
     return chosen
 
