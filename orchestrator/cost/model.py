@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.cost import calibration as learned
-from orchestrator.cost import comms, rates
+from orchestrator.cost import comms, rates, shapes
+from orchestrator.cost.terms import TERMS, WORK_TERMS, bound_of, combine
+from orchestrator.cost.terms import work as _work
 from orchestrator.cost.alignment import classes, faded, measured_at, measured_penalties, split_references
 from orchestrator.cost.feasibility import feasibility, per_device
 from orchestrator.cost.history import by_history
@@ -36,8 +38,6 @@ BORROWED_SCALE_AT_LEAST = 1.0
 # float64 gets a scale of its own over sizes where its references cover this many (`float64_scales`)
 FLOAT64_OWN_SCALE = 3
 ONE_THREAD = "cpu:1"  # the kind of a CPU's references timed on one thread (Hardware.op_scales)
-# dispatch_s: the launches a GPU overlaps with its work (0 on a CPU); see combine()
-TERMS = ("overhead_s", "dispatch_s", "compute_s", "memory_s", "transfer_s", "communication_s")
 
 
 @dataclass(frozen=True)
@@ -128,10 +128,8 @@ class Hardware:
             for level in ("float32", "float64"):
                 points = []
                 for bench in split_references(kind, get_op(op), benches, level == "float64")[1]:
-                    point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
-                    if point and (kind, op) in self.op_scales:
-                        ratio = point[1] / self.op_scale(kind, op, point[0], level)
-                        points.append((classes(get_op(op), bench.params), ratio))
+                    if ratio := self._over_scale(kind, op, bench, level):  # its shape's part is not its alignment's
+                        points.append((classes(get_op(op), bench.params), ratio / self.shape_factor(kind, op, bench.params, level)))
                 if found := measured_penalties(points):
                     penalties[(kind, op, level)] = found
         return penalties
@@ -142,26 +140,55 @@ class Hardware:
         return {(kind, op, level): measured_at(get_op(op), split_references(kind, get_op(op), benches, level == "float64")[1])
                 for kind, op, benches in self._op_benchmarks() for level in ("float32", "float64")}
 
+    @functools.cached_property
+    def shape_ratios(self) -> dict[tuple[str, str, str], list[shapes.Point]]:
+        """(device kind, op, float32 or float64) -> (m, n, how much slower than the op's scale at
+        that level) of its references across tall shapes (cost/shapes.py)."""
+        found: dict[tuple[str, str, str], list[shapes.Point]] = {}
+        for kind, op, benches in self._op_benchmarks(shape=True):
+            for bench in benches:
+                level = "float64" if bench.dtype == "float64" else "float32"
+                if ratio := self._over_scale(kind, op, bench, level):
+                    found.setdefault((kind, op, level), []).append((bench.params["m"], bench.params["n"], ratio))
+        return found
+
+    def shape_factor(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
+        """What a job of this shape runs over the op's scale on these threads, as the references
+        across shapes measured it (1 where none were: cost/shapes.py); float64's own, else float32's."""
+        level = "float64" if dtype == "float64" and (kind, op, "float64") in self.shape_ratios else "float32"
+        return shapes.factor(self.shape_ratios.get((kind, op, level), []), params)
+
+    def _over_scale(self, kind: str, op: str, bench: Any, level: str) -> float | None:
+        """How much slower than the op's scale at that level a reference ran (None: not priced)."""
+        point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
+        return point[1] / self.op_scale(kind, op, point[0], level) if point and (kind, op) in self.op_scales else None
+
     def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
+        """What a job's work pays beyond the op's scale on these threads: its shape's factor times
+        the measured penalties of its dimensions' alignments (`_alignment`)."""
+        return self._alignment(kind, op, params, dtype) * self.shape_factor(kind, op, params, dtype)
+
+    def _alignment(self, kind: str, op: str, params: dict[str, Any], dtype: str) -> float:
         """The measured penalties of these parameters' dimensions' alignments, multiplied (1 where
         none was measured): float64's own where its aligned references were timed, else float32's;
         on one thread that thread count's where measured (float32's), else all the cores'."""
         level = "float64" if dtype == "float64" and (kind, op, "float64") in self.alignment_penalties else "float32"
         found = self.alignment_penalties.get((kind, op, level), {})
         if kind == ONE_THREAD and (not found or (dtype == "float64" and level != "float64")):
-            return self.alignment_penalty("cpu", op, params, dtype)
+            return self._alignment("cpu", op, params, dtype)
         dims = get_op(op).aligned_sizes(params)
         at = self.alignment_sizes.get((kind, op, level), {}) if len(dims) == 1 else {}  # square ones fade
         return math.prod(faded(found.get(dim, {}).get(size, 1.0), at.get(dim, {}).get(size), dims[dim])
                          for dim, size in classes(get_op(op), params).items())
 
-    def _op_benchmarks(self) -> list[tuple[str, str, list[Any]]]:
-        """(kind, op, references): a CPU's references on one thread make a kind of their own."""
+    def _op_benchmarks(self, shape: bool = False) -> list[tuple[str, str, list[Any]]]:
+        """(kind, op, references): a CPU's references on one thread make a kind of their own;
+        those across shapes (`shape`) are apart from the rest."""
         found = [("gpu", op, benches) for op, benches in (self.gpus[0].op_benchmarks if self.gpus else {}).items()]
         for op, benches in self.node.cpu.op_benchmarks.items():
             found.append(("cpu", op, [bench for bench in benches if bench.threads != 1]))
             found.append((ONE_THREAD, op, [bench for bench in benches if bench.threads == 1]))
-        return [(kind, op, benches) for kind, op, benches in found if benches]
+        return [(kind, op, mine) for kind, op, benches in found if (mine := [b for b in benches if b.shape == shape])]
 
     def _raw(self, kind: str, op: str, params: dict[str, Any], dtype: str, data: str) -> Prediction:
         job = Job(name="reference", op=op, params=params, dtype=dtype, data=data)
@@ -202,36 +229,6 @@ class Hardware:
         from 9.9% to 7.8% and the p90 from 22.0% to 20.2% (medians of the 12; docs/benchmarks.md
         section 2.10)."""
         return self._reference_scales(float64=True, at_least=FLOAT64_OWN_SCALE)
-
-
-# The terms an op's measured scale multiplies: its work, and the launches a GPU issues while it
-# works (they overlap: `combine`). A small GPU job is often bound by its launches, and what its
-# reference measured then is their real cost: a training step on an H100 VM took 1.4 ms where 17
-# launches at the profiled per-op cost of a plain op (17.5 µs) say 0.3, so training jobs were
-# predicted 3-5x fast until the scale covered the launches too.
-WORK_TERMS = ("compute_s", "memory_s", "dispatch_s")
-
-
-def _work(terms: dict[str, float]) -> float:
-    """The amount an op's scale is read at (and measured at): its largest work term."""
-    return max(terms[term] for term in WORK_TERMS)
-
-
-def combine(terms: dict[str, float]) -> float:
-    """Predicted seconds from the terms: serial overhead, then the work (compute or memory,
-    whichever binds) overlapped with the launches a GPU issues while it works, then transfers
-    and communication."""
-    return (terms["overhead_s"] + max(terms["compute_s"], terms["memory_s"], terms["dispatch_s"])
-            + terms["transfer_s"] + terms["communication_s"])
-
-
-def bound_of(terms: dict[str, float]) -> str:
-    """The largest contribution: overhead, compute, memory, transfer or communication."""
-    work = max(terms["compute_s"], terms["memory_s"])
-    shares = {"overhead": terms["overhead_s"] + max(terms["dispatch_s"] - work, 0.0),
-              "compute": terms["compute_s"], "memory": terms["memory_s"],
-              "transfer": terms["transfer_s"], "communication": terms["communication_s"]}
-    return max(shares, key=shares.get)
 
 
 @dataclass

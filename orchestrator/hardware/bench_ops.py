@@ -150,12 +150,31 @@ def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any
             + [(params, "float32", 1) for params in single] + [(params, "float64", 1) for params in single64])
 
 
+# LAPACK's tall factorisations across shapes, on a CPU (cost/shapes.py): m from 1000 to 4000 rows
+# and n of 125 and 250 columns, multiples of no alignment class, on all the cores and on one
+# thread, in float32 and float64 (MKL here: lstsq of 2000 x 250 float32 6.7x slower on both cores
+# than on one, of 4000 x 250 1.5x, of 8000 x 250 1.1x; at n = 500 both cores win, 0.6-1.4x). About
+# 13 s in all on the 2-core VM, both passes.
+SHAPE_OPS = ("qr", "svd", "lstsq")
+SHAPE_REFERENCE: list[dict[str, Any]] = [{"m": m, "n": n} for m in (1000, 2000, 3000, 4000) for n in (125, 250)]
+
+
+def shape_references(op: str, cores: int = 1) -> list[tuple[dict[str, Any], str, int | None]]:
+    """(params, dtype, threads) of `op`'s CPU references across tall shapes (none for another
+    op): every shape in both dtypes on all the cores, and on one thread where there are more."""
+    if op not in SHAPE_OPS:
+        return []
+    counts = (None, 1) if cores > 1 else (None,)
+    return [(params, dtype, threads) for threads in counts for dtype in ("float32", "float64")
+            for params in SHAPE_REFERENCE]
+
+
 GPU_WARMUP = 3
 GPU_REPEATS = 3
 
 
 def measure(op: str, params: dict[str, Any], placement: str, threads: int | None,
-            gpu_ids: list[int] | None = None, dtype: str = "float32") -> OpBenchmark:
+            gpu_ids: list[int] | None = None, dtype: str = "float32", shape: bool = False) -> OpBenchmark:
     from orchestrator.execute.harness import execute
     from orchestrator.execute.task import Task
 
@@ -166,7 +185,7 @@ def measure(op: str, params: dict[str, Any], placement: str, threads: int | None
                 warmup=GPU_WARMUP if on_gpu else 1, threads=threads, checked=False)
     result = execute(task, gpu_ids)
     return OpBenchmark(params=params, dtype=dtype, data=task.data, measured_s=result.measured_s,
-                       threads=1 if threads == 1 and not on_gpu else None)
+                       threads=1 if threads == 1 and not on_gpu else None, shape=shape)
 
 
 def faster(first: OpBenchmark, second: OpBenchmark) -> OpBenchmark:

@@ -83,21 +83,29 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
     cpu.softmax_s_per_element = bench_cpu.softmax_s_per_element("cpu", min_time_s=plan.min_time_s)
     for op in bench_ops.CPU_REFERENCE:
         step(f"cpu {op} kernel")
-        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", threads or cpu.cores_logical, dtype=dtype)
-                                 for params, dtype, threads in bench_ops.references(op, "cpu", cpu.cores_logical)]
+        cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", threads or cpu.cores_logical, dtype=dtype,
+                                                   shape=shape)
+                                 for params, dtype, threads, shape in _cpu_references(op, cpu.cores_logical)]
     # one pass on one thread: a disturbed reference only reads slow, and the planner then keeps
     # the job on all the cores, as it would without one
     step("cpu kernels again (the faster of two passes)")
     for op in bench_ops.CPU_REFERENCE:
         cpu.op_benchmarks[op] = [
             first if threads == 1 else
-            bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical, dtype=dtype))
-            for first, (params, dtype, threads) in zip(cpu.op_benchmarks[op],
-                                                       bench_ops.references(op, "cpu", cpu.cores_logical))]
+            bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical, dtype=dtype, shape=shape))
+            for first, (params, dtype, threads, shape) in zip(cpu.op_benchmarks[op],
+                                                              _cpu_references(op, cpu.cores_logical))]
     # last: np.dot wakes NumPy's BLAS threads, which then compete with torch's for the cores
     step(f"python loop vs vectorized dot (n={plan.loop_n})")
     cpu.python_loop_dot = bench_cpu.python_loop_dot(plan.loop_n)
     cpu.python_loop_s_per_element = cpu.python_loop_dot.loop_s / plan.loop_n
+
+
+def _cpu_references(op: str, cores: int) -> list[tuple[dict[str, Any], str, int | None, bool]]:
+    """(params, dtype, threads, across shapes) of every CPU reference of `op`: those its scale and
+    penalties are read from, then those across tall shapes (`bench_ops.shape_references`)."""
+    return ([(*ref, False) for ref in bench_ops.references(op, "cpu", cores)]
+            + [(*ref, True) for ref in bench_ops.shape_references(op, cores)])
 
 
 def _cuda_device(gpu: GpuProfile) -> Any:

@@ -60,6 +60,7 @@ class OpBenchmark(_Strict):
     data: str = "host"
     measured_s: PositiveFloat
     threads: int | None = None  # 1: timed on one thread (a CPU job may run faster so); None: all the cores
+    shape: bool = False  # timed across tall shapes (cost/shapes.py), not for the op's scale
 
 
 class Sentinel(_Strict):

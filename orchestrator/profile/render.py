@@ -36,11 +36,14 @@ def _op_rows(device: CpuProfile | GpuProfile) -> list[tuple[str, str]]:
         return []
     rows = []
     for label, float64 in (("op kernels", False), ("op kernels float64", True)):
-        mine = {op: [b for b in benches if (b.dtype == "float64") == float64]
+        mine = {op: [b for b in benches if (b.dtype == "float64") == float64 and not b.shape]
                 for op, benches in device.op_benchmarks.items()}
         timed = "  ".join(f"{op} {'/'.join(seconds(b.measured_s) for b in found)}" for op, found in mine.items() if found)
         if timed:
             rows.append((label, timed))
+    shaped = {op: len(found) for op, benches in device.op_benchmarks.items() if (found := [b for b in benches if b.shape])}
+    if shaped:
+        rows.append(("op kernels by shape", "  ".join(f"{op} {count} timed" for op, count in shaped.items())))
     return rows
 
 
