@@ -86,13 +86,18 @@ def _bench_cpu(cpu: CpuProfile, quick: bool, flags: list[str], step: Callable[[s
         cpu.op_benchmarks[op] = [bench_ops.measure(op, params, "cpu", threads or cpu.cores_logical, dtype=dtype,
                                                    shape=shape)
                                  for params, dtype, threads, shape in _cpu_references(op, cpu.cores_logical)]
-    # one pass on one thread: a disturbed reference only reads slow, and the planner then keeps
-    # the job on all the cores, as it would without one
+    # one pass on one thread but for LAPACK's: elsewhere a disturbed one-thread reference only
+    # reads slow, and the planner keeps the job on all the cores, as it would without one. A
+    # LAPACK job runs on one thread at many shapes (cost/shapes.py), and one disturbed reference
+    # there read its alignment class 1.4-1.5x slow: qr of 2048 x 256 on one thread predicted 1.7x
+    # its time, in one quick profile of five
     step("cpu kernels again (the faster of two passes)")
     for op in bench_ops.CPU_REFERENCE:
+        again = op in bench_ops.ALIGNED_REFERENCE
         cpu.op_benchmarks[op] = [
-            first if threads == 1 else
-            bench_ops.faster(first, bench_ops.measure(op, params, "cpu", cpu.cores_logical, dtype=dtype, shape=shape))
+            first if threads == 1 and not again else
+            bench_ops.faster(first, bench_ops.measure(op, params, "cpu", threads or cpu.cores_logical, dtype=dtype,
+                                                      shape=shape))
             for first, (params, dtype, threads, shape) in zip(cpu.op_benchmarks[op],
                                                               _cpu_references(op, cpu.cores_logical))]
     # last: np.dot wakes NumPy's BLAS threads, which then compete with torch's for the cores
