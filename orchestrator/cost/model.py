@@ -290,7 +290,7 @@ def _predicted(job: Job, placement: Placement, hw: Hardware, scaled: bool, calib
     split = op.split is not Split.NONE and placement.devices > 1
     share = placement.devices if split else 1
 
-    terms, one_thread, penalty, single = dict.fromkeys(TERMS, 0.0), False, 1.0, 0.0
+    terms, one_thread, penalty, single, why = dict.fromkeys(TERMS, 0.0), False, 1.0, 0.0, None
     serial, overlapped = rates.call_overhead_s(device, op.launches(p), op.rate, eager=op.eager_torch)
     terms["overhead_s"] = serial  # a gang's every rank is its own process, launching on its own device
     terms["dispatch_s"] = overlapped
@@ -318,6 +318,7 @@ def _predicted(job: Job, placement: Placement, hw: Hardware, scaled: bool, calib
                 single = _one_thread_scale(hw, op.name, placement, at, job.dtype)
                 alone = hw.alignment_penalty(ONE_THREAD, op.name, p, job.dtype)
                 if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
+                    why = f"one thread: all its cores {scale * penalty / (single * alone):.2g}x slower" if threads is None else None
                     scale, penalty, one_thread = single, alone, True
                 scale *= penalty
             for term in WORK_TERMS:
@@ -342,7 +343,7 @@ def _predicted(job: Job, placement: Placement, hw: Hardware, scaled: bool, calib
     terms, basis = (_learned(job, placement, hw, terms, device, share, penalty, threads_run, fit)
                     if calibrated and hw.calibration else (terms, "model"))
     predicted = combine(terms)
-    prediction = Prediction(placement, True, predicted, bound_of(terms), terms=terms, basis=basis,
+    prediction = Prediction(placement, True, predicted, bound_of(terms), note=why, terms=terms, basis=basis,
                             threads=1 if one_thread else None, penalty=penalty)
     if job.data == "device" and not hw.gpus:
         prediction.note = "data: device on a machine without a GPU: inputs start in host memory"
