@@ -82,7 +82,9 @@ def test_a_tall_shape_that_runs_slow_on_all_the_cores_runs_on_one_thread():
     inside, outside = Job("l", "lstsq", {"m": 2500, "n": 200}), Job("l", "lstsq", {"m": 8000, "n": 500})
     cpu = Placement("cpu")
     assert predict(inside, cpu, plain, calibrated=False).threads is None
-    assert predict(inside, cpu, windowed, calibrated=False).threads == 1
+    chosen = predict(inside, cpu, windowed, calibrated=False)
+    assert chosen.threads == 1 and chosen.note == "one thread: all its cores 2.7x slower"  # 2 x 4 against 3
+    assert predict(inside, cpu, windowed, calibrated=False, threads=1).note is None  # asked, not chosen
     assert predict(outside, cpu, windowed, calibrated=False).threads is None
     on_all = [predict(inside, cpu, hw, calibrated=False, threads=0) for hw in (plain, windowed)]
     work = [max(p.terms["compute_s"], p.terms["memory_s"]) for p in on_all]

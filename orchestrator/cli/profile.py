@@ -33,7 +33,7 @@ def measure_profile(quick: bool):
 @profile_app.callback()
 def profile(
     ctx: typer.Context,
-    quick: Annotated[bool, typer.Option("--quick", help="small sizes, about a minute on 2 cores")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="small sizes, under two minutes on 2 cores")] = False,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="where to save (default: the profile store)")] = None,
     address: Annotated[str | None, typer.Option("--address", help="measure the network between this Dask cluster's hosts")] = None,
     fmt: FormatOption = Format.table,

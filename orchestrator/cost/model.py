@@ -163,19 +163,19 @@ class Hardware:
         point = self._scale_point(kind, op, bench.params, bench.dtype, bench.data, bench.measured_s)
         return point[1] / self.op_scale(kind, op, point[0], level) if point and (kind, op) in self.op_scales else None
 
-    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
+    def penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
         """What a job's work pays beyond the op's scale on these threads: its shape's factor times
-        the measured penalties of its dimensions' alignments (`_alignment`)."""
-        return self._alignment(kind, op, params, dtype) * self.shape_factor(kind, op, params, dtype)
+        its alignment's penalty."""
+        return self.alignment_penalty(kind, op, params, dtype) * self.shape_factor(kind, op, params, dtype)
 
-    def _alignment(self, kind: str, op: str, params: dict[str, Any], dtype: str) -> float:
+    def alignment_penalty(self, kind: str, op: str, params: dict[str, Any], dtype: str = "float32") -> float:
         """The measured penalties of these parameters' dimensions' alignments, multiplied (1 where
         none was measured): float64's own where its aligned references were timed, else float32's;
         on one thread that thread count's where measured (float32's), else all the cores'."""
         level = "float64" if dtype == "float64" and (kind, op, "float64") in self.alignment_penalties else "float32"
         found = self.alignment_penalties.get((kind, op, level), {})
         if kind == ONE_THREAD and (not found or (dtype == "float64" and level != "float64")):
-            return self._alignment("cpu", op, params, dtype)
+            return self.alignment_penalty("cpu", op, params, dtype)
         dims = get_op(op).aligned_sizes(params)
         at = self.alignment_sizes.get((kind, op, level), {}) if len(dims) == 1 else {}  # square ones fade
         return math.prod(faded(found.get(dim, {}).get(size, 1.0), at.get(dim, {}).get(size), dims[dim])
@@ -314,9 +314,9 @@ def _predicted(job: Job, placement: Placement, hw: Hardware, scaled: bool, calib
             if like != op.name:  # borrowed: see BORROWED_SCALE_AT_LEAST
                 scale = max(scale, BORROWED_SCALE_AT_LEAST)
             else:
-                penalty = hw.alignment_penalty(kind, op.name, p, job.dtype)
+                penalty = hw.penalty(kind, op.name, p, job.dtype)
                 single = _one_thread_scale(hw, op.name, placement, at, job.dtype)
-                alone = hw.alignment_penalty(ONE_THREAD, op.name, p, job.dtype)
+                alone = hw.penalty(ONE_THREAD, op.name, p, job.dtype)
                 if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
                     why = f"one thread: all its cores {scale * penalty / (single * alone):.2g}x slower" if threads is None else None
                     scale, penalty, one_thread = single, alone, True

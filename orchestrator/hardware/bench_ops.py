@@ -153,8 +153,8 @@ def references(op: str, device: str, cores: int = 1) -> list[tuple[dict[str, Any
 # LAPACK's tall factorisations across shapes, on a CPU (cost/shapes.py): m from 1000 to 4000 rows
 # and n of 125 and 250 columns, multiples of no alignment class, on all the cores and on one
 # thread, in float32 and float64 (MKL here: lstsq of 2000 x 250 float32 6.7x slower on both cores
-# than on one, of 4000 x 250 1.5x, of 8000 x 250 1.1x; at n = 500 both cores win, 0.6-1.4x). About
-# 13 s in all on the 2-core VM, both passes.
+# than on one, of 4000 x 250 1.5x, of 8000 x 250 1.1x; at n = 500 both cores win, 0.6-1.4x). With
+# LAPACK's one-thread references in both passes, a quick profile took 103-109 s here, 72-74 before.
 SHAPE_OPS = ("qr", "svd", "lstsq")
 SHAPE_REFERENCE: list[dict[str, Any]] = [{"m": m, "n": n} for m in (1000, 2000, 3000, 4000) for n in (125, 250)]
 
