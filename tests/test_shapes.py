@@ -125,3 +125,12 @@ def test_the_profile_times_tall_shapes_on_each_thread_count_apart_from_the_scale
     assert len(shaped) == len(bench_ops.shape_references("qr", result.cpu.cores_logical))
     assert [bench.params for bench in timed if not bench.shape] == [
         params for params, _, _ in bench_ops.references("qr", "cpu", result.cpu.cores_logical)]
+
+
+def test_stand_in_gpus_take_the_cpus_references_but_not_those_across_shapes():
+    from orchestrator.hardware.standin import stand_in_gpus
+
+    cpu = _lstsq_profile(4.0).node.cpu
+    [gpu] = stand_in_gpus(cpu, 1)
+    assert any(bench.shape for bench in cpu.op_benchmarks["lstsq"])
+    assert gpu.op_benchmarks["lstsq"] and not any(bench.shape for bench in gpu.op_benchmarks["lstsq"])

@@ -29,6 +29,9 @@ def stand_in_gpus(cpu: CpuProfile, count: int) -> list[GpuProfile]:
     (the stand-ins of a node compute side by side on it)."""
     cpu = cpu.share(max(1, cpu.cores_logical // max(count, 1)))
     rates = cpu.model_dump(include=set(SHARED))
+    # a GPU's references are read by work alone: the CPU's across tall shapes and thread counts are its own
+    rates["op_benchmarks"] = {op: [bench for bench in benches if not bench["shape"]]
+                              for op, benches in rates.get("op_benchmarks", {}).items()}
     memory = cpu.memory_total_bytes // max(count, 1)  # the share keeps the host's memory: divided here
     copy = cpu.memory_bandwidth  # host to "device" is a copy within host memory
     return [GpuProfile(index=i, name=f"CPU stand-in {i} (ORCH_FAKE_GPUS)", stand_in=True, memory_total_bytes=memory,
