@@ -42,8 +42,9 @@ def test_quick_profile_matches_the_os_and_numpy(first_plan):
     """The quick profile that a first `orch plan` made (the session's; `orch profile --quick`
     runs the same measurement) against the OS and a direct NumPy measurement."""
     assert "saved" in first_plan.result.stderr
-    # about 45-50 s on the quiet 2-core VM; 55-71 s in CI runs there with other work around it
-    assert first_plan.elapsed_s < 90
+    # about 105 s on the quiet 2-core VM since LAPACK's tall shapes are timed (73 s before),
+    # 108 s in a CI run there; a full profile's sizes take several minutes
+    assert first_plan.elapsed_s < 180
     result = orch("profile", "show", str(first_plan.profile), "--format", "json")
     # Two timings on a shared 2-core VM can disagree when a neighbour is busy: the pair is
     # measured again, with a fresh `orch profile --quick`, before the comparison counts as failed.
