@@ -70,8 +70,9 @@ def test_plan_says_model_then_history_at_the_size_run_and_fit_at_others(tmp_path
         old, new = uncalibrated[name]["candidates"][0]["terms"], elsewhere[name]["candidates"][0]["terms"]
         factors = Factors(**group)
         work, reaches = factors.work_at(max(old["compute_s"], old["memory_s"]))
-        # learnt from one run, the plan takes at least half the correction (in log space)
-        assert reaches and group["runs"] == 1 and 0.5 <= group["weight"] <= 1
+        # learnt from one run (two where the first was judged disturbed, above), the plan takes
+        # at least half the correction (in log space)
+        assert reaches and 1 <= group["runs"] <= attempt + 1 and 0.5 <= group["weight"] <= 1
         corrected = combine(apply(old, factors, work))
         assert combine(new) == pytest.approx(shrunk(corrected, combine(old), group["weight"]), rel=1e-3)
 
