@@ -158,7 +158,7 @@ class Sample:
     measured_s: float
     flops: float
     dispatch_s: float = 0.0
-    penalty: float = 1.0  # the alignment penalty its terms carry (alignment.py): a curve divides it out
+    penalty: float = 1.0  # its terms' alignment x shape penalty (Hardware.penalty): a curve divides it out
     run: str = ""         # the run that recorded it
 
 

@@ -243,7 +243,7 @@ class Prediction:
     energy_j: float | None = None
     basis: str = "model"  # which tier answered: history, fit or model (cost/calibration.py)
     threads: int | None = None  # 1: a CPU job runs on one thread, faster so; None: on the cores it is given
-    penalty: float = 1.0  # the alignment penalty its work carries (cost/alignment.py), on its threads
+    penalty: float = 1.0  # what its work pays beyond the scale on its threads: alignment x shape (Hardware.penalty)
 
     def objective_value(self, objective: str) -> float:
         value = {"time": self.predicted_s, "cost": self.cost_usd, "energy": self.energy_j}[objective]
