@@ -129,7 +129,8 @@ class Hardware:
                 points = []
                 for bench in split_references(kind, get_op(op), benches, level == "float64")[1]:
                     if ratio := self._over_scale(kind, op, bench, level):  # its shape's part is not its alignment's
-                        points.append((classes(get_op(op), bench.params), ratio / self.shape_factor(kind, op, bench.params, level)))
+                        ratio /= self.shape_factor(kind, op, bench.params, level)
+                        points.append((classes(get_op(op), bench.params), ratio))
                 if found := measured_penalties(points):
                     penalties[(kind, op, level)] = found
         return penalties
@@ -318,7 +319,8 @@ def _predicted(job: Job, placement: Placement, hw: Hardware, scaled: bool, calib
                 single = _one_thread_scale(hw, op.name, placement, at, job.dtype)
                 alone = hw.penalty(ONE_THREAD, op.name, p, job.dtype)
                 if single and (threads == 1 or (threads is None and single * alone < scale * penalty)):
-                    why = f"one thread: all its cores {scale * penalty / (single * alone):.2g}x slower" if threads is None else None
+                    if threads is None:
+                        why = f"one thread: all its cores {scale * penalty / (single * alone):.2g}x slower"
                     scale, penalty, one_thread = single, alone, True
                 scale *= penalty
             for term in WORK_TERMS:
