@@ -87,19 +87,19 @@ def history_from(rows: list[JobRow]) -> list[Measured]:
     """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
     timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
     the rest; where at least MIN_HISTORY_SAMPLES remain."""
-    pooled: dict[tuple[str, ...], tuple[JobRow, list[float]]] = {}
+    pooled: dict[tuple[str, ...], tuple[JobRow, int | None, list[float]]] = {}
     for row in filter(learnable, rows):
-        dtype, data = row.dtype or "float32", row.data or "host"
-        key = history_key(row.op, row.placement, dtype, data, row.params, _threads(row))
+        dtype, data, threads = row.dtype or "float32", row.data or "host", _threads(row)
+        key = history_key(row.op, row.placement, dtype, data, row.params, threads)
         times = [t for t in (row.times_s or [row.measured_s]) if t and t > 0]
-        pooled.setdefault(key, (row, []))[1].extend(times)
+        pooled.setdefault(key, (row, threads, []))[2].extend(times)
     found = []
-    for (op, placement, dtype, data, _, _), (row, times) in pooled.items():
+    for (op, placement, dtype, data, _, _), (row, threads, times) in pooled.items():
         kept, centre, spread = robust_centre(times)
         if len(kept) >= MIN_HISTORY_SAMPLES:
             found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row.params,
                                   centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
-                                  spread=round(spread, 4), threads=_threads(row)))
+                                  spread=round(spread, 4), threads=threads))
     return found
 
 
