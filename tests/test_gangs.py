@@ -28,8 +28,19 @@ EVERY_OTHER = ("version: 1\nname: splits\njobs:\n  - {name: d, op: dot, n: 100K}
 
 def _run(workload, *args, env, timeout=400):
     result = orch("run", str(workload), "--profile", "cpu-c7i-8xlarge", "-f", "json", *args, env=env, timeout=timeout)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, f"{result.stderr}\njobs not ok: {_not_ok(result.stdout)}"
     return json.loads(result.stdout), result.stderr
+
+
+def _not_ok(stdout: str) -> list | str:
+    """The jobs of a run's JSON that did not end ok, with their errors and failures (what a
+    failed run says about itself), or the output itself where it is not JSON."""
+    try:
+        jobs = json.loads(stdout)["jobs"]
+    except (ValueError, KeyError, TypeError):
+        return stdout[-2000:]
+    return [{k: job.get(k) for k in ("name", "status", "attempts", "error", "failures")}
+            for job in jobs if job.get("status") != "ok"]
 
 
 def _left_behind(home: str) -> list[int]:
