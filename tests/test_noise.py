@@ -142,6 +142,25 @@ def test_a_job_disturbed_between_the_probes_is_not_learnt_from():
     assert [s.measured_s for s in samples_from([busy], hw)] == [12e-6]
 
 
+def test_a_size_run_only_while_disturbed_answers_from_its_fastest_executions():
+    """A matmul of 300^3 (it runs 0.22 ms) timed 0.22, 2.10 and 3.39 ms in one run: the fit tier
+    does not learn from it, but it ran at that size, so history answers there, from its
+    executions within DISTURBED_SPREAD of the fastest (the next run measured 0.22). Once a
+    steady run of that size is recorded, it answers alone."""
+    hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
+    disturbed = dataclasses.replace(_row(2.10e-3, 1e-3), times_s=[0.22e-3, 2.10e-3, 3.39e-3])
+    assert samples_from([disturbed], hw) == []
+    [measured] = history_from([disturbed])
+    assert measured.centre_s == pytest.approx(0.22e-3) and (measured.samples, measured.dropped) == (1, 2)
+    five = dataclasses.replace(disturbed, times_s=[0.50e-3, 0.23e-3, 0.21e-3, 1.9e-3, 2.2e-3])
+    assert [(m.centre_s, m.samples, m.dropped) for m in history_from([five])] == [(pytest.approx(0.22e-3), 2, 3)]
+    steady = dataclasses.replace(_row(0.25e-3, 1e-3), times_s=[0.25e-3, 0.24e-3, 0.26e-3])
+    assert [m.centre_s for m in history_from([disturbed, steady])] == pytest.approx([0.25e-3])
+    # fewer than MIN_HISTORY_SAMPLES executions timed at a size: no history, disturbed or not
+    short = dataclasses.replace(disturbed, times_s=[0.22e-3, 2.10e-3])
+    assert history_from([short]) == []
+
+
 def test_a_probe_near_nominal_is_the_sentinels_own_noise_and_leaves_the_time_alone():
     """Probes within SPEED_UNSEEN of the profile's (a quiet machine reads 0.79-1.20 of it here)
     are not a slowdown: the time is learnt as measured. One beyond it is."""

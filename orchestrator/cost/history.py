@@ -1,12 +1,14 @@
 """The history tier: recorded runs of the very size a job asks about (op, placement, dtype,
 data, every parameter). Their timed executions' median, after dropping those more than
-OUTLIER_MADS from it; at least MIN_HISTORY_SAMPLES executions. `basis: history`."""
+OUTLIER_MADS from it; at least MIN_HISTORY_SAMPLES executions. A size whose every recorded job
+was disturbed while it ran answers from their fastest executions. `basis: history`."""
 
 from __future__ import annotations
 
 import json
 import math
 import statistics
+from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -63,13 +65,18 @@ DISTURBED_SPREAD = 0.25
 DISTURBED_MAD_S = {"few": 1e-4, "many": 2e-5}
 
 
+def recorded(row: JobRow) -> bool:
+    """A job that ran and was timed: ok, measured, placed."""
+    return row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)
+
+
 def learnable(row: JobRow) -> bool:
     """A recorded job both tiers learn from: ok, measured, placed, and not disturbed while it
     ran: its executions within DISTURBED_SPREAD of each other (judged only where their MAD is
     DISTURBED_MAD_S or more)."""
-    if not (row.status == JobStatus.OK and bool(row.measured_s) and bool(row.placement)):
+    if not recorded(row):
         return False
-    times = [t for t in row.times_s or [] if t and t > 0]
+    times = _times(row)
     if len(times) < 3:
         return True
     middle, mad = _deviation(times)
@@ -83,23 +90,62 @@ def _deviation(values: list[float]) -> tuple[float, float]:
     return middle, statistics.median(abs(v - middle) for v in values)
 
 
+def _times(row: JobRow) -> list[float]:
+    return [t for t in (row.times_s or [row.measured_s]) if t and t > 0]
+
+
+def fastest(times: list[float]) -> list[float]:
+    """The executions of a disturbed job within DISTURBED_SPREAD of its fastest: a disturbance
+    only adds time (Python's timeit reads its fastest run for the same reason). Where the next run
+    of the same workload measured it, a disturbed job's fastest execution was within 8% of that
+    (median of 47 disturbed jobs on the 2-core VM), its median within 41%; docs/benchmarks.md 2.18."""
+    floor = min(times)
+    return [t for t in times if t <= (1 + DISTURBED_SPREAD) * floor]
+
+
+@dataclass
+class _Pool:
+    row: JobRow
+    threads: int | None
+    steady: list[float] = field(default_factory=list)   # executions of jobs not disturbed
+    fast: list[float] = field(default_factory=list)     # the fastest of disturbed jobs'
+    left: int = 0                                       # disturbed jobs' other executions
+
+
 def history_from(rows: list[JobRow]) -> list[Measured]:
     """The history tier from recorded ok jobs: per (op, placement, dtype, data, parameters), every
-    timed execution of them, those more than OUTLIER_MADS from the median dropped, the median of
-    the rest; where at least MIN_HISTORY_SAMPLES remain."""
-    pooled: dict[tuple[str, ...], tuple[JobRow, int | None, list[float]]] = {}
-    for row in filter(learnable, rows):
+    timed execution of the jobs not disturbed while they ran (`learnable`), those more than
+    OUTLIER_MADS from the median dropped, the median of the rest; where at least
+    MIN_HISTORY_SAMPLES remain. Where fewer do, disturbed jobs at that size add their `fastest`
+    executions, and MIN_HISTORY_SAMPLES counts every execution timed there: a job already run at
+    a size answers from history, whatever its run went through."""
+    pooled: dict[tuple[str, ...], _Pool] = {}
+    for row in filter(recorded, rows):
         dtype, data, threads = row.dtype or "float32", row.data or "host", _threads(row)
         key = history_key(row.op, row.placement, dtype, data, row.params, threads)
-        times = [t for t in (row.times_s or [row.measured_s]) if t and t > 0]
-        pooled.setdefault(key, (row, threads, []))[2].extend(times)
+        pool = pooled.setdefault(key, _Pool(row, threads))
+        times = _times(row)
+        if learnable(row):
+            pool.steady.extend(times)
+        else:
+            quick = fastest(times)
+            pool.fast.extend(quick)
+            pool.left += len(times) - len(quick)
     found = []
-    for (op, placement, dtype, data, _, _), (row, threads, times) in pooled.items():
-        kept, centre, spread = robust_centre(times)
-        if len(kept) >= MIN_HISTORY_SAMPLES:
-            found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=row.params,
-                                  centre_s=centre, samples=len(kept), dropped=len(times) - len(kept),
-                                  spread=round(spread, 4), threads=threads))
+    for (op, placement, dtype, data, _, _), pool in pooled.items():
+        kept, centre, spread = robust_centre(pool.steady)
+        dropped = len(pool.steady) - len(kept)
+        if len(kept) < MIN_HISTORY_SAMPLES:
+            if not pool.fast:
+                continue
+            values = pool.steady + pool.fast
+            kept, centre, spread = robust_centre(values)
+            dropped = len(values) - len(kept) + pool.left
+            if len(kept) + dropped < MIN_HISTORY_SAMPLES:
+                continue
+        found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=pool.row.params,
+                              centre_s=centre, samples=len(kept), dropped=dropped,
+                              spread=round(spread, 4), threads=pool.threads))
     return found
 
 
@@ -151,4 +197,5 @@ def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
     return kept, centre, deviation / centre
 
 
-__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "by_history", "history_from", "history_key", "learnable", "robust_centre"]
+__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "by_history", "fastest", "history_from", "history_key", "learnable", "recorded",
+           "robust_centre"]
