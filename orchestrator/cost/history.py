@@ -97,8 +97,8 @@ def _times(row: JobRow) -> list[float]:
 def fastest(times: list[float]) -> list[float]:
     """The executions of a disturbed job within DISTURBED_SPREAD of its fastest: a disturbance
     only adds time (Python's timeit reads its fastest run for the same reason). Where the next run
-    of the same workload measured it, a disturbed job's fastest execution was within 8% of that
-    (median of 47 disturbed jobs on the 2-core VM), its median within 41%; docs/benchmarks.md 2.18."""
+    of the same workload measured it, a disturbed job's fastest execution was a factor of 1.09
+    from that (median of 47 disturbed jobs on the 2-core VM), its median 1.51; docs/benchmarks.md 2.18."""
     floor = min(times)
     return [t for t in times if t <= (1 + DISTURBED_SPREAD) * floor]
 
