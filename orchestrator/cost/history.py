@@ -1,7 +1,7 @@
 """The history tier: recorded runs of the very size a job asks about (op, placement, dtype,
 data, every parameter). Their timed executions' median, after dropping those more than
-OUTLIER_MADS from it; at least MIN_HISTORY_SAMPLES executions. A size whose every recorded job
-was disturbed while it ran answers from their fastest executions. `basis: history`."""
+OUTLIER_MADS from it; at least MIN_HISTORY_SAMPLES executions. A size with fewer steady ones
+adds the fastest executions of its jobs disturbed while they ran. `basis: history`."""
 
 from __future__ import annotations
 
