@@ -105,7 +105,7 @@ def fastest(times: list[float]) -> list[float]:
 
 @dataclass
 class _Pool:
-    row: JobRow
+    params: dict[str, Any]
     threads: int | None
     steady: list[float] = field(default_factory=list)   # executions of jobs not disturbed
     fast: list[float] = field(default_factory=list)     # the fastest of disturbed jobs'
@@ -123,7 +123,7 @@ def history_from(rows: list[JobRow]) -> list[Measured]:
     for row in filter(recorded, rows):
         dtype, data, threads = row.dtype or "float32", row.data or "host", _threads(row)
         key = history_key(row.op, row.placement, dtype, data, row.params, threads)
-        pool = pooled.setdefault(key, _Pool(row, threads))
+        pool = pooled.setdefault(key, _Pool(row.params, threads))
         times = _times(row)
         if learnable(row):
             pool.steady.extend(times)
@@ -143,7 +143,7 @@ def history_from(rows: list[JobRow]) -> list[Measured]:
             dropped = len(values) - len(kept) + pool.left
             if len(kept) + dropped < MIN_HISTORY_SAMPLES:
                 continue
-        found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=pool.row.params,
+        found.append(Measured(op=op, placement=placement, dtype=dtype, data=data, params=pool.params,
                               centre_s=centre, samples=len(kept), dropped=dropped,
                               spread=round(spread, 4), threads=pool.threads))
     return found
