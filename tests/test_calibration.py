@@ -142,15 +142,17 @@ def test_runs_feed_the_calibration_and_plan_uses_it(tmp_path, orch_home):
             measured.setdefault(job["name"], []).append(job["measured_s"])
             steady += learnable(JobRow("r", job["name"], "dot", {}, "ok", placement="cpu",
                                        measured_s=job["measured_s"], times_s=job["times_s"]))
-    # the two runs' jobs, not the --no-learn run's (one on a busy CI machine was disturbed once)
-    assert steady >= 2 and f"calibration of cpu-c7i-8xlarge refitted on {steady} recorded jobs" in ran.stderr
+    # the two runs' jobs, not the --no-learn run's; those disturbed while they ran only where
+    # none was steady (cost/refit.py, samples_from; one on a busy CI machine was, once)
+    learnt = steady or 4
+    assert f"calibration of cpu-c7i-8xlarge refitted on {learnt} recorded jobs" in ran.stderr
     assert (orch_home / "calibration" / "cpu-c7i-8xlarge.yaml").stat().st_mode & 0o777 == 0o600
     after = json.loads(orch("plan", str(workload), "--profile", "cpu-c7i-8xlarge", "-f", "json").stdout)
     for old, new in zip(before["jobs"], after["jobs"], strict=True):
         typical = math.exp(sum(math.log(t) for t in measured[new["name"]]) / 2)  # geometric mean of the two runs
         assert abs(math.log(new["predicted_s"] / typical)) < abs(math.log(old["predicted_s"] / typical))
     shown = json.loads(orch("calibrate", "--profile", "cpu-c7i-8xlarge", "-f", "json").stdout)
-    assert shown["before"]["jobs"] == steady and shown["after"]["median"] < shown["before"]["median"]
+    assert shown["before"]["jobs"] == learnt and shown["after"]["median"] < shown["before"]["median"]
     assert {(g["op"], g["dtype"]) for g in shown["groups"]} == {("dot", "float32")}  # no pooled "*" group
     assert {job["basis"] for job in after["jobs"]} == {"history"}
 

@@ -143,13 +143,16 @@ def test_a_job_disturbed_between_the_probes_is_not_learnt_from():
 
 
 def test_a_size_run_only_while_disturbed_answers_from_its_fastest_executions():
-    """A matmul of 300^3 (it runs 0.22 ms) timed 0.22, 2.10 and 3.39 ms in one run: the fit tier
-    does not learn from it, but it ran at that size, so history answers there, from its
-    executions within DISTURBED_SPREAD of the fastest (the next run measured 0.22). Once a
-    steady run of that size is recorded, it answers alone."""
+    """A matmul of 300^3 (it runs 0.22 ms) timed 0.22, 2.10 and 3.39 ms in one run. It ran at
+    that size, so history answers there, from its executions within DISTURBED_SPREAD of the
+    fastest (the next run measured 0.22); the fit tier learns the same time where the op has no
+    steady job, and nothing from it where it has one. Once a steady run of that size is
+    recorded, it answers alone."""
     hw = hardware_for(store.resolve("cpu-c7i-8xlarge"), calibrated=False)
     disturbed = dataclasses.replace(_row(2.10e-3, 1e-3), times_s=[0.22e-3, 2.10e-3, 3.39e-3])
-    assert samples_from([disturbed], hw) == []
+    assert [s.measured_s for s in samples_from([disturbed], hw)] == pytest.approx([0.22e-3])
+    elsewhere = dataclasses.replace(_row(1e-3, 1e-3), params={"m": 1024, "n": 512, "k": 512})
+    assert [s.measured_s for s in samples_from([disturbed, elsewhere], hw)] == [1e-3]
     [measured] = history_from([disturbed])
     assert measured.centre_s == pytest.approx(0.22e-3) and (measured.samples, measured.dropped) == (1, 2)
     five = dataclasses.replace(disturbed, times_s=[0.50e-3, 0.23e-3, 0.21e-3, 1.9e-3, 2.2e-3])

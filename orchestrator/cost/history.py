@@ -71,9 +71,10 @@ def recorded(row: JobRow) -> bool:
 
 
 def learnable(row: JobRow) -> bool:
-    """A recorded job both tiers learn from: ok, measured, placed, and not disturbed while it
-    ran: its executions within DISTURBED_SPREAD of each other (judged only where their MAD is
-    DISTURBED_MAD_S or more)."""
+    """A recorded job both tiers learn from as it was measured: ok, measured, placed, and not
+    disturbed while it ran: its executions within DISTURBED_SPREAD of each other (judged only
+    where their MAD is DISTURBED_MAD_S or more). A disturbed one counts only by its `fastest`
+    executions, where nothing steadier is recorded (history_from; refit.samples_from)."""
     if not recorded(row):
         return False
     times = _times(row)
@@ -101,6 +102,14 @@ def fastest(times: list[float]) -> list[float]:
     from that (median of 47 disturbed jobs on the 2-core VM), its median 1.51; docs/benchmarks.md 2.18."""
     floor = min(times)
     return [t for t in times if t <= (1 + DISTURBED_SPREAD) * floor]
+
+
+def learnt_time(row: JobRow) -> float:
+    """The time the fit tier learns from a recorded job: its measured time (the median of its
+    executions), or, where it was disturbed while it ran, the median of its `fastest` ones."""
+    if learnable(row):
+        return row.measured_s
+    return statistics.median(fastest(_times(row)))
 
 
 @dataclass
@@ -197,5 +206,5 @@ def robust_centre(values: list[float]) -> tuple[list[float], float, float]:
     return kept, centre, deviation / centre
 
 
-__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "by_history", "fastest", "history_from", "history_key", "learnable", "recorded",
-           "robust_centre"]
+__all__ = ["MIN_HISTORY_SAMPLES", "Measured", "by_history", "fastest", "history_from", "history_key", "learnable",
+           "learnt_time", "recorded", "robust_centre"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.cost.calibration import Calibration, Sample, fit, save, summary_errors
-from orchestrator.cost.history import history_from, learnable
+from orchestrator.cost.history import history_from, learnable, learnt_time, recorded
 from orchestrator.cost.model import Hardware, predict
 from orchestrator.ops import get as get_op
 from orchestrator.placement import Placement
@@ -76,9 +76,13 @@ def normalised(rows: list[JobRow], hw: Hardware) -> list[JobRow]:
 
 
 def samples_from(rows: list[JobRow], hw: Hardware) -> list[Sample]:
-    """Recorded ok jobs re-predicted on `hw` without calibration."""
-    found = []
-    for row in filter(learnable, rows):
+    """Recorded ok jobs re-predicted on `hw` without calibration: those not disturbed while they
+    ran (`learnable`), and, for an (op, device, dtype) that has none, its disturbed ones at the
+    median of their fastest executions (`learnt_time`), so an op seen only in a disturbed run is
+    still fitted at other sizes; where the group has a steady job, a disturbed one teaches it
+    nothing (one disturbed batched_matmul had taught its group 3x)."""
+    found: list[tuple[Sample, bool]] = []
+    for row in filter(recorded, rows):
         try:
             op = get_op(row.op)
         except (KeyError, ValueError):  # a user op no longer installed here: nothing to learn from it
@@ -90,12 +94,13 @@ def samples_from(rows: list[JobRow], hw: Hardware) -> list[Sample]:
         if not raw.feasible:
             continue
         t = raw.terms
-        found.append(Sample(op=row.op, device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
-                            work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
-                            measured_s=row.measured_s, flops=max(op.flops(row.params), 1.0),
-                            dispatch_s=t["dispatch_s"],
-                            penalty=raw.penalty, run=row.run_id))
-    return found
+        sample = Sample(op=row.op, device=placement.device, dtype=job.dtype, overhead_s=t["overhead_s"],
+                        work_s=max(t["compute_s"], t["memory_s"]), fixed_s=t["transfer_s"] + t["communication_s"],
+                        measured_s=learnt_time(row), flops=max(op.flops(row.params), 1.0),
+                        dispatch_s=t["dispatch_s"], penalty=raw.penalty, run=row.run_id)
+        found.append((sample, learnable(row)))
+    taught = {(s.op, s.device, s.dtype) for s, steady in found if steady}
+    return [s for s, steady in found if steady or (s.op, s.device, s.dtype) not in taught]
 
 
 @dataclass
